@@ -1,0 +1,934 @@
+"""The Trio connection: drives the sans-I/O core over a transport.
+
+One :class:`Connection` is one nursery-scoped object. Its background reader
+task lives in a nursery owned by the ``async with`` block that opened the
+connection (:func:`adieu.connect_tcp`, :func:`adieu.wrap_stream`, a server's
+handler task), so it is noticed when a server asks to shut down even while
+the application only sends, and it can never outlive the block.
+
+Data paths, and why they are shaped so:
+
+* **Receiving.** The reader feeds transport bytes to the core and appends
+  messages to a bounded buffer (``receive_buffer_size`` bytes, default
+  1 MiB). When the buffer is full the reader stops reading, so the peer's
+  sends block: backpressure, not memory growth. A consequence: a SHUTDOWN
+  that arrives behind a full buffer is noticed only as the application reads.
+* **Sending.** The first task to send writes its frame itself, with no lock
+  round trip. Tasks that send while a write is in progress queue their
+  messages; the writing task sends them all in one ``send_all`` after its
+  own, so concurrent senders share system calls and each message is written
+  whole, never interleaved with another.
+* **Ending.** Every way to end goes through the core, which records the
+  first terminal cause; the report (:class:`~adieu.Termination`) is built
+  when the transport has been released.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final, final
+
+import trio
+
+from ._errors import (
+    ConnectionReset,
+    ConnectionTruncated,
+    EndOfMessages,
+    MessageTooLarge,
+    ProtocolError,
+)
+from ._frames import DEFAULT_MAX_MESSAGE_SIZE
+from ._protocol import End, Message, Protocol, ShutdownRequest
+from ._state import Role, SideState
+from ._termination import Termination
+from ._transport import TransportStream, is_reset
+
+__all__ = [
+    "DEFAULT_GRACE_PERIOD",
+    "DEFAULT_RECEIVE_BUFFER_SIZE",
+    "Connection",
+]
+
+logger = logging.getLogger("adieu")
+
+#: Seconds a graceful close may take before the connection is aborted
+#: (``TIMED_OUT``): the server's grace period, the client's close timeout.
+#: Ten seconds is short enough for a restart under a supervisor whose own
+#: kill timeout is usually 30 s or more, long enough for a client to finish.
+DEFAULT_GRACE_PERIOD: Final = 10.0
+
+#: Bytes of received messages held for the application before the reader
+#: stops reading. 1 MiB: one maximum-size message, or many small ones.
+DEFAULT_RECEIVE_BUFFER_SIZE: Final = 1 << 20
+
+#: Each buffered message counts this many bytes on top of its length, so
+#: that a flood of empty messages is bounded too. Roughly what CPython spends
+#: on a small ``bytes`` object plus a deque slot.
+_MESSAGE_OVERHEAD: Final = 64
+
+#: Bytes asked of the transport per read: arbitrary, large enough that a
+#: burst of small frames costs one system call.
+_READ_SIZE: Final = 65536
+
+
+class _Pending:
+    """A frame waiting for the writer: a message (encoded when written, so
+    that a message withdrawn by cancellation is never counted) or a control
+    frame already encoded."""
+
+    __slots__ = ("data", "done", "error", "frame", "taken")
+
+    def __init__(
+        self, data: bytes | bytearray | memoryview | None, frame: bytes | None
+    ) -> None:
+        self.data = data
+        self.frame = frame
+        self.taken = False
+        self.done: trio.Event | None = None
+        self.error: BaseException | None = None
+
+
+def _role(role: Role | str) -> Role:
+    return role if isinstance(role, Role) else Role(role)
+
+
+@final
+class Connection:
+    """One adieu connection: messages in both directions, and four ways to
+    end it.
+
+    Do not construct it directly: use :func:`adieu.connect_tcp`,
+    :func:`adieu.connect_unix`, :func:`adieu.wrap_stream`, or a server, which
+    hand one to a handler. The connection lives inside the ``async with``
+    block (or handler) that opened it.
+
+    Ending the block:
+
+    * normally, on a client: ``send_eof()`` if not yet, then read until the
+      server's END (bounded by :attr:`grace_period`), then close. Messages
+      read there are discarded and counted;
+    * normally, on a server (the handler returned): if the client has not
+      sent END, ask with SHUTDOWN and wait for it (bounded by the grace
+      period), discarding what the handler left unread; then END and close;
+    * by an exception or a cancellation: :meth:`abort`, and the exception
+      propagates as itself;
+    * on a connection that has already ended: nothing.
+
+    Attributes:
+        role: :class:`~adieu.Role.CLIENT` or :class:`~adieu.Role.SERVER`.
+        grace_period: seconds a graceful close may take before this side
+            aborts (``TIMED_OUT``); the default for :meth:`shutdown`.
+        shutdown_requested: a :class:`trio.Event`. On a client, set when the
+            server's SHUTDOWN arrives. On a server, set when this side asked
+            (:meth:`request_shutdown`, or the server's own shutdown), so a
+            handler can watch it and wind down.
+        shutdown_reason: the reason carried by SHUTDOWN, or ``None``.
+        shutdown_grace_period: on a client, the seconds the server granted
+            in its SHUTDOWN; on a server, the seconds it granted; else
+            ``None``.
+        shutdown_deadline: the :func:`trio.current_time` at which the grace
+            period granted by SHUTDOWN ends (``math.inf`` if unbounded), else
+            ``None``. A client can ``with trio.move_on_at(...)`` on it.
+    """
+
+    def __init__(
+        self,
+        transport: TransportStream,
+        role: Role | str,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
+    ) -> None:
+        if receive_buffer_size < 1:
+            raise ValueError("receive_buffer_size must be at least 1 byte")
+        if not grace_period >= 0:
+            raise ValueError(f"grace_period must be >= 0, not {grace_period!r}")
+        self.role = _role(role)
+        self.grace_period = grace_period
+        self.receive_buffer_size = receive_buffer_size
+        self._transport = transport
+        self._proto = Protocol(self.role, max_message_size=max_message_size)
+        self._nursery: trio.Nursery | None = None
+        self._reader_scope = trio.CancelScope()
+        self._reader_done = trio.Event()
+        # receive side
+        self._buffer: deque[bytes] = deque()
+        self._buffered = 0
+        self._receivers = trio.lowlevel.ParkingLot()
+        self._reader_parked = trio.lowlevel.ParkingLot()
+        self._changed = trio.lowlevel.ParkingLot()  # END, EOF, failure, release
+        self._end_seen = False
+        self._failure: Callable[[], BaseException] | None = None
+        # send side
+        self._writing = False
+        self._queue: list[_Pending] = []
+        self._eof_called = False
+        self._end_pending = False
+        self._fin_sent = False
+        # ending
+        self._closed = False
+        self._released = trio.Event()
+        self._releasing = False
+        self._termination: Termination | None = None
+        self.shutdown_requested = trio.Event()
+        self.shutdown_reason: str | None = None
+        self.shutdown_grace_period: float | None = None
+        self.shutdown_deadline: float | None = None
+        # Set by a server: when its cancel scope's deadline passes, an abort
+        # is a time-out, whatever Trio version says why it cancelled.
+        self._deadline = math.inf
+        self._remote_address = _address(transport, "getpeername")
+        self._local_address = _address(transport, "getsockname")
+        self._deadline_reason = "the grace period expired"
+
+    def __repr__(self) -> str:
+        state = self._termination.kind.name if self._termination else "open"
+        return f"<adieu.Connection {self.role.value} {self.remote_address!r} {state}>"
+
+    # -------------------------------------------------------------- properties
+
+    @property
+    def termination(self) -> Termination | None:
+        """How the connection ended (:class:`~adieu.Termination`), or
+        ``None`` while its transport has not been released."""
+        return self._termination
+
+    @property
+    def max_message_size(self) -> int:
+        """The largest message, in bytes, this connection sends or accepts
+        (inclusive)."""
+        return self._proto.max_message_size
+
+    @property
+    def transport(self) -> TransportStream:
+        """The :class:`~adieu.TransportStream` underneath. Reading from or
+        writing to it directly breaks the connection's framing."""
+        return self._transport
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's socket address (as ``getpeername()`` gave it when the
+        connection was made), or ``None`` where the transport has no socket
+        (memory streams)."""
+        return self._remote_address
+
+    @property
+    def local_address(self) -> Any:
+        """This side's socket address, or ``None`` without a socket."""
+        return self._local_address
+
+    @property
+    def handshake_complete(self) -> bool:
+        """``True`` once the peer's preamble has arrived."""
+        return self._proto.handshake_complete
+
+    @property
+    def end_received(self) -> bool:
+        """``True`` once the peer's END has arrived (the application may
+        still have messages to read before it)."""
+        return self._proto.end_received
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def _start(self, nursery: trio.Nursery) -> None:
+        """Send the preamble and start the reader in ``nursery``."""
+        self._nursery = nursery
+        nursery.start_soon(self._reader, name=f"adieu {self.role.value} reader")
+        await self._submit(_Pending(None, self._proto.preamble()))
+
+    async def _wait_handshake(self) -> None:
+        """Wait until the peer's preamble has arrived or the connection
+        ended. Not bounded: the caller's cancel scope bounds it."""
+        while not (
+            self._proto.handshake_complete
+            or self._failure is not None
+            or self._reader_done.is_set()
+            or self._released.is_set()
+        ):
+            await self._changed.park()
+
+    async def _reader(self) -> None:
+        """Background task: transport bytes -> core -> buffer, until EOF,
+        failure or release."""
+        transport = self._transport
+        proto = self._proto
+        handshaken = False
+        try:
+            with self._reader_scope:
+                while True:
+                    if self._buffered >= self.receive_buffer_size and not self._closed:
+                        await self._reader_parked.park()
+                        continue
+                    try:
+                        data = await transport.receive_some(_READ_SIZE)
+                    except trio.BrokenResourceError as exc:
+                        self._fail_broken(exc)
+                        return
+                    except trio.ClosedResourceError:
+                        return  # released by this side
+                    if not data:
+                        await self._on_eof()
+                        return
+                    try:
+                        events = proto.receive_data(data)
+                    except ProtocolError as exc:
+                        self._deliver(exc.events)
+                        self._fail_protocol(exc)
+                        return
+                    if events:
+                        self._deliver(events)
+                    if not handshaken and proto.handshake_complete:
+                        handshaken = True
+                        self._changed.unpark_all()
+        finally:
+            self._reader_done.set()
+            self._changed.unpark_all()
+            self._receivers.unpark_all()
+
+    def _deliver(self, events: Any) -> None:
+        buffer = self._buffer
+        woke = False
+        for event in events:
+            if type(event) is Message:
+                if self._closed:
+                    self._proto.discard(1)
+                    continue
+                buffer.append(event.data)
+                self._buffered += len(event.data) + _MESSAGE_OVERHEAD
+                woke = True
+            elif type(event) is ShutdownRequest:
+                self.shutdown_reason = event.reason
+                self.shutdown_grace_period = event.grace_period
+                self.shutdown_deadline = trio.current_time() + event.grace_period
+                self.shutdown_requested.set()
+            elif type(event) is End:
+                self._end_seen = True
+                woke = True
+                self._changed.unpark_all()
+        if woke:
+            if self._end_seen:
+                self._receivers.unpark_all()
+            else:
+                self._receivers.unpark(count=len(buffer))
+
+    async def _on_eof(self) -> None:
+        try:
+            self._proto.receive_eof()
+        except ConnectionTruncated as exc:
+            detail = str(exc)
+            self._failure = lambda: ConnectionTruncated(detail)
+            self._changed.unpark_all()
+            self._receivers.unpark_all()
+            await self._release()
+            return
+        self._changed.unpark_all()
+        if self._proto.finished:
+            await self._release()
+
+    def _fail_broken(self, exc: trio.BrokenResourceError) -> None:
+        """The transport broke under a read or a write."""
+        if self._failure is not None or self._released.is_set():
+            return
+        cause = exc.__cause__ or exc
+        if is_reset(exc):
+            detail = f"the peer reset the connection ({cause})"
+            self._proto.connection_reset(detail)
+            self._failure = lambda: ConnectionReset(detail)
+        else:
+            detail = f"the transport broke without the peer's END ({cause})"
+            self._proto.transport_broken(detail)
+            self._failure = lambda: ConnectionTruncated(detail)
+        self._transport.abort()
+        self._set_released()
+
+    def _fail_protocol(self, exc: ProtocolError) -> None:
+        message = str(exc)
+        if isinstance(exc, MessageTooLarge):
+            size, limit = exc.size, exc.limit
+            self._failure = lambda: MessageTooLarge(message, size=size, limit=limit)
+        else:
+            self._failure = lambda: ProtocolError(message)
+        logger.debug("protocol error on %r: %s", self, message)
+        self._transport.abort()
+        self._set_released()
+
+    def _set_released(self) -> None:
+        self._discard_buffer_if_closed()
+        self._termination = self._proto.close()
+        self._released.set()
+        self._reader_scope.cancel()
+        self._changed.unpark_all()
+        self._receivers.unpark_all()
+        self._reader_parked.unpark_all()
+
+    def _discard_buffer_if_closed(self) -> None:
+        if self._closed and self._buffer:
+            self._proto.discard(len(self._buffer))
+            self._buffer.clear()
+            self._buffered = 0
+
+    async def _release(self) -> None:
+        """Release the transport (idempotent): drop readable input without
+        blocking (so it cannot cause a reset) and close."""
+        if self._releasing:
+            await self._released.wait()
+            return
+        self._releasing = True
+        self._reader_scope.cancel()
+        try:
+            await self._transport.aclose_now()
+        finally:
+            if not self._released.is_set():
+                self._set_released()
+
+    # -------------------------------------------------------------- sending
+
+    def _send_error(self) -> BaseException:
+        """The exception a send raises when this connection cannot send."""
+        if self._closed:
+            return trio.ClosedResourceError("this connection was closed by this side")
+        if self._failure is not None:
+            return self._failure()
+        if self._eof_called or self._end_pending or self._proto.end_sent:
+            return trio.ClosedResourceError("send_eof() was called: no more sends")
+        return trio.ClosedResourceError("this connection has ended")
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        """Send one message.
+
+        Args:
+            data: the message, any bytes-like object (copied before this
+                returns; empty messages are allowed).
+
+        Raises:
+            MessageTooLarge: ``data`` is longer than :attr:`max_message_size`
+                (also a :exc:`ValueError`). Raised before anything is written;
+                the connection stays usable.
+            trio.ClosedResourceError: this side closed, aborted or
+                half-closed (``send_eof()``) the connection.
+            ConnectionReset: the peer reset the connection.
+            ConnectionTruncated: the transport ended without the peer's END.
+            ProtocolError: the peer broke the protocol earlier.
+
+        Safe to call from several tasks at once: each message is written
+        whole, in the order the calls queued, never interleaved.
+
+        A checkpoint. Cancellation: if cancelled before its message was
+        handed to the transport, nothing was sent and the connection is
+        unharmed; if cancelled while its message is being written (a peer
+        that does not read can hold a write indefinitely), the connection is
+        aborted, because half a frame cannot be taken back.
+        """
+        if (
+            self._closed
+            or self._eof_called
+            or self._end_pending
+            or not self._proto.can_send
+        ):
+            await trio.lowlevel.checkpoint_if_cancelled()
+            raise self._send_error()
+        size = len(data) if type(data) is bytes else memoryview(data).nbytes
+        if size > self._proto.max_message_size:
+            raise MessageTooLarge(
+                f"message of {size} bytes; the limit is {self._proto.max_message_size}",
+                size=size,
+                limit=self._proto.max_message_size,
+            )
+        if type(data) is not bytes:
+            data = bytes(data)
+        await self._submit(_Pending(data, None))
+
+    async def _submit(self, item: _Pending) -> None:
+        """Write ``item`` after everything queued before it; return once it
+        has been handed to the transport."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._writing:
+            await self._wait_written(item)
+            return
+        self._writing = True
+        try:
+            self._queue.append(item)
+            await self._flush()
+        finally:
+            self._writing = False
+        if item.error is not None:
+            raise item.error
+
+    async def _wait_written(self, item: _Pending) -> None:
+        """Queue ``item`` behind the active writer and wait for it."""
+        done = item.done = trio.Event()
+        self._queue.append(item)
+        try:
+            await done.wait()
+        except BaseException:
+            if not item.taken:
+                self._queue.remove(item)
+                raise
+            self._abort_for(
+                timed_out=False, detail="cancelled while its message was being written"
+            )
+            raise
+        if item.error is not None:
+            raise item.error
+
+    async def _flush(self) -> None:
+        """Write everything queued, in order, several frames per write.
+
+        Called only by the task holding the writer role. Raises what the
+        write raised; queued items are then failed with the connection's
+        error.
+        """
+        proto = self._proto
+        while self._queue:
+            batch, self._queue = self._queue, []
+            parts: list[bytes] = []
+            for item in batch:
+                item.taken = True
+                if item.data is None:
+                    assert item.frame is not None
+                    parts.append(item.frame)
+                elif self._closed or not proto.can_send:
+                    item.error = self._send_error()
+                else:
+                    parts.append(proto.send_message(item.data))
+            try:
+                if parts:
+                    await self._write(parts[0] if len(parts) == 1 else b"".join(parts))
+            except BaseException:
+                for item in batch + self._queue:
+                    item.taken = True
+                    if item.done is not None:
+                        item.error = item.error or self._send_error()
+                        item.done.set()
+                self._queue.clear()
+                raise
+            for item in batch:
+                if item.done is not None:
+                    item.done.set()
+        if proto.end_sent and not self._fin_sent:
+            await self._after_end()
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            await self._transport.send_all(data)
+        except trio.BrokenResourceError as exc:
+            self._fail_broken(exc)
+            raise self._send_error() from exc
+        except trio.ClosedResourceError as exc:
+            raise self._send_error() from exc
+        except BaseException as exc:
+            # Cancelled (or KeyboardInterrupt) in the middle of a frame.
+            self._abort_for(
+                timed_out=_is_deadline(exc),
+                detail="cancelled in the middle of writing a frame",
+            )
+            raise
+
+    def _enqueue_background(self, frame: bytes) -> None:
+        """Queue a control frame from synchronous code: the active writer
+        sends it, or a helper task in the connection's nursery does."""
+        self._queue.append(_Pending(None, frame))
+        if not self._writing and self._nursery is not None:
+            self._nursery.start_soon(self._background_flush)
+
+    async def _background_flush(self) -> None:
+        if self._writing or not self._queue:
+            return
+        self._writing = True
+        try:
+            await self._flush()
+        except Exception:  # already recorded in the connection's state
+            logger.debug("background write failed on %r", self, exc_info=True)
+        finally:
+            self._writing = False
+
+    async def _after_end(self) -> None:
+        """After this side's END went out: half-close the transport, and
+        release it if the peer is done too."""
+        self._fin_sent = True
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._transport.send_eof()
+        if self._proto.finished and self._proto.eof_received:
+            await self._release()
+
+    # ------------------------------------------------------------ receiving
+
+    async def receive(self) -> bytes:
+        """Receive the next message.
+
+        Returns:
+            The message's bytes (possibly empty).
+
+        Raises:
+            EndOfMessages: the peer sent END and every message before it has
+                been delivered (a :exc:`trio.EndOfChannel`). Raised again on
+                every later call.
+            trio.ClosedResourceError: this side closed or aborted the
+                connection.
+            ConnectionReset: the peer reset the connection.
+            ConnectionTruncated: the transport ended without the peer's END.
+            ProtocolError: the peer broke the protocol (including
+                :exc:`MessageTooLarge`).
+
+        Messages that arrived before an error are delivered before the
+        error is raised. Several tasks may wait at once; each message goes
+        to one of them.
+
+        A checkpoint, and cancel-safe: if cancelled, no message was taken.
+        """
+        await trio.lowlevel.checkpoint()
+        while True:
+            if self._buffer:
+                data = self._buffer.popleft()
+                self._buffered -= len(data) + _MESSAGE_OVERHEAD
+                if self._buffered < self.receive_buffer_size:
+                    self._reader_parked.unpark()
+                return data
+            if self._closed:
+                raise trio.ClosedResourceError(
+                    "this connection was closed by this side"
+                )
+            if self._end_seen:
+                self._send_deferred_end()
+                raise EndOfMessages("the peer sent END: no more messages")
+            if self._failure is not None:
+                raise self._failure()
+            if self._reader_done.is_set():
+                raise trio.ClosedResourceError("this connection has ended")
+            await self._receivers.park()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next message; the iteration stops at the peer's END.
+
+        Raises the same errors as :meth:`receive`, except
+        :exc:`EndOfMessages`, which ends the iteration.
+        """
+        try:
+            return await self.receive()
+        except EndOfMessages:
+            raise StopAsyncIteration from None
+
+    # ------------------------------------------------------------- half-close
+
+    async def send_eof(self) -> None:
+        """Half-close: send END, after which this side sends nothing more;
+        receiving goes on.
+
+        On a client: END goes out after any message already being written,
+        then the transport's own EOF where it has one.
+
+        On a server, END may not come before the client's END (the server
+        never ends first: that is what keeps the last answers from being
+        lost). Before the client's END, this sends SHUTDOWN (as
+        :meth:`request_shutdown`) and returns; END then goes out by itself
+        once the application has received every client message up to the
+        client's END (when :meth:`receive` reaches :exc:`EndOfMessages`), or
+        when the connection is closed, whichever comes first. A call that
+        blocked until the client's END could deadlock a handler that reads in
+        the same task once its bounded receive buffer filled; this shape
+        cannot, and the wait stays bounded by the grace period of the close.
+
+        Raises:
+            trio.ClosedResourceError: the connection was closed or aborted by
+                this side.
+            ConnectionReset, ConnectionTruncated, ProtocolError: the
+                connection broke before END could be sent.
+
+        Idempotent. A checkpoint. If cancelled while END is being written,
+        the connection is aborted.
+        """
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("this connection was closed by this side")
+        if self._eof_called:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._failure is not None:
+            await trio.lowlevel.checkpoint()
+            raise self._failure()
+        self._eof_called = True
+        if self.role is Role.CLIENT:
+            await self._submit(_Pending(None, self._proto.send_end()))
+            return
+        self._end_pending = True
+        if not self._proto.end_received:
+            self._request_shutdown(None, self.grace_period)
+        elif not self._buffer:
+            self._send_deferred_end()
+        await trio.lowlevel.checkpoint()
+
+    def _send_deferred_end(self) -> None:
+        """Server: the application has read everything up to the client's
+        END and asked for its own END; queue it."""
+        if self._end_pending and self._proto.may_send_end:
+            self._end_pending = False
+            self._enqueue_background(self._proto.send_end())
+
+    def request_shutdown(
+        self, reason: str | None = None, *, grace_period: float | None = None
+    ) -> None:
+        """Server side: ask the client to finish (send SHUTDOWN).
+
+        The client is told the grace period and the ``reason``; the handler
+        keeps running and can keep sending and receiving. SHUTDOWN is queued
+        behind any frame already being written. This is the first step of the
+        server's graceful shutdown alone; the server's own shutdown calls it
+        on every connection.
+
+        Args:
+            reason: a short human sentence, at most 255 bytes of UTF-8.
+            grace_period: the seconds to announce (default this connection's
+                :attr:`grace_period`). Announcing is all it does: the bound is
+                enforced by whoever closes the connection.
+
+        Raises:
+            RuntimeError: called on a client.
+            ValueError: ``reason`` is too long or ``grace_period`` negative.
+
+        Synchronous, returns at once, idempotent (only the first call sends
+        anything). Does nothing if the client already sent END or the
+        connection has ended.
+        """
+        if self.role is not Role.SERVER:
+            raise RuntimeError(
+                "only a server can request shutdown; a client ends with send_eof()"
+            )
+        if self._closed:
+            return
+        self._request_shutdown(
+            reason, self.grace_period if grace_period is None else grace_period
+        )
+
+    def _request_shutdown(self, reason: str | None, grace: float) -> None:
+        proto = self._proto
+        if (
+            proto.shutdown_sent
+            or proto.end_received
+            or proto.cause is not None
+            or proto.our_state is not SideState.OPEN
+            or self._released.is_set()
+        ):
+            return
+        frame = proto.send_shutdown(grace, reason)
+        self.shutdown_reason = reason
+        self.shutdown_grace_period = grace
+        self.shutdown_deadline = trio.current_time() + grace
+        self.shutdown_requested.set()
+        self._enqueue_background(frame)
+
+    # ---------------------------------------------------------------- ending
+
+    def abort(self) -> None:
+        """End the connection at once, forcefully.
+
+        On TCP the kernel sends RST (``SO_LINGER {1, 0}``, then close): the
+        peer sees :exc:`ConnectionReset`. Pending data in both directions is
+        discarded; buffered unread messages are counted as discarded.
+        :attr:`termination` is set before this returns: ``ABORTED``, unless
+        an earlier cause (the peer's reset or truncation) was recorded first,
+        or both ENDs had already been exchanged (then it stays ``CLEAN``).
+
+        Synchronous, never blocks, idempotent, and works inside a cancelled
+        scope. Later calls on the connection raise
+        :exc:`trio.ClosedResourceError`.
+        """
+        self._abort_for(timed_out=False, detail="aborted by this side")
+
+    def _abort_for(self, *, timed_out: bool, detail: str) -> None:
+        if trio.current_time() >= self._deadline:
+            timed_out = True
+            detail = self._deadline_reason
+        self._closed = True
+        if not self._released.is_set():
+            self._proto.abort(timed_out=timed_out, detail=detail)
+            self._transport.abort()
+            self._set_released()
+        self._fail_waiting_writers()
+
+    def _fail_waiting_writers(self) -> None:
+        for item in self._queue:
+            item.taken = True
+            item.error = trio.ClosedResourceError("this connection was aborted")
+            if item.done is not None:
+                item.done.set()
+        self._queue.clear()
+
+    def _begin_close(self) -> None:
+        """No more application sends or receives; messages that arrive from
+        now on are discarded and counted."""
+        self._closed = True
+        self._end_pending = False
+        self._discard_buffer_if_closed()
+        self._reader_parked.unpark_all()
+        self._receivers.unpark_all()
+
+    async def aclose(self) -> None:
+        """Close now, in one step, without losing the peer's data to a reset.
+
+        A client sends END first (its server then sees a clean end of the
+        client's messages). A server sends END only if the client's END has
+        arrived; before that it cannot (the server never ends first), so its
+        client will see :exc:`ConnectionTruncated`, which is the truth. For a
+        graceful end that waits for the peer, use :meth:`shutdown`.
+
+        Then the transport is half-closed, and the peer's input is read and
+        discarded for a bounded linger (the transport's ``linger``, default
+        2 s) until its EOF, so that unread input cannot turn the close into a
+        reset that would destroy data already sent. Messages discarded so
+        are counted in :attr:`termination`.
+
+        Trio's :class:`~trio.abc.AsyncResource` contract: idempotent; if
+        cancelled, the transport is still released (without the linger).
+        Later calls on the connection raise :exc:`trio.ClosedResourceError`.
+        """
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            if not self._released.is_set():
+                await self._release()
+            return
+        self._begin_close()
+        try:
+            with trio.move_on_after(self._transport.linger):
+                if self._failure is None and not self._released.is_set():
+                    if self._proto.may_send_end:
+                        await self._submit(_Pending(None, self._proto.send_end()))
+                    elif not self._fin_sent:
+                        await self._after_end()
+                    await self._reader_done.wait()
+        finally:
+            await self._release()
+
+    async def shutdown(self, grace_period: float | None = None) -> Termination:
+        """The graceful asymmetric close for this side's role.
+
+        On a client: ``send_eof()`` (END), then read until the server's END
+        (messages read here are discarded and counted), then close.
+
+        On a server: SHUTDOWN, then discard and count the client's messages
+        until its END, then END (carrying how many client messages the
+        application received) and close. A server that wants to keep
+        *answering* while the client finishes calls :meth:`request_shutdown`
+        and keeps iterating instead.
+
+        Args:
+            grace_period: the bound, in seconds (default
+                :attr:`grace_period`). When it expires the connection is
+                aborted and ends ``TIMED_OUT``.
+
+        Returns:
+            The connection's :class:`~adieu.Termination`.
+
+        Nothing sent by either side is lost without the side that lost it
+        being told (through ``confirmed``, ``messages_discarded`` or a
+        non-clean ``kind``). Idempotent: on a connection that has ended,
+        returns its termination. If cancelled, the connection is aborted and
+        the cancellation propagates. A checkpoint.
+        """
+        await trio.lowlevel.checkpoint()
+        if self._termination is None:
+            grace = self.grace_period if grace_period is None else grace_period
+            try:
+                await self._graceful(trio.current_time() + grace, reason=None)
+            except BaseException as exc:
+                self._abort_for(
+                    timed_out=_is_deadline(exc),
+                    detail=f"{type(exc).__name__} during a graceful shutdown",
+                )
+                raise
+        assert self._termination is not None
+        return self._termination
+
+    async def _graceful(self, deadline: float, reason: str | None) -> None:
+        """The graceful close shared by :meth:`shutdown` and the block's
+        normal exit, bounded by ``deadline``."""
+        if self._closed:
+            await self._release()
+            return
+        if self.role is Role.SERVER and not self._proto.end_received:
+            self._request_shutdown(reason, max(0.0, deadline - trio.current_time()))
+        self._begin_close()
+        with trio.move_on_at(deadline):
+            if self.role is Role.CLIENT:
+                await self._client_graceful()
+            else:
+                await self._server_graceful()
+        if not self._released.is_set() and not self._proto.finished:
+            self._abort_for(
+                timed_out=True,
+                detail=f"the peer did not finish within the grace period "
+                f"(deadline passed at {deadline:.3f})",
+            )
+            return
+        await self._release()
+
+    async def _client_graceful(self) -> None:
+        proto = self._proto
+        if self._failure is None and not proto.end_sent and proto.can_send:
+            await self._submit(_Pending(None, proto.send_end()))
+        while not (
+            proto.end_received
+            or self._failure is not None
+            or self._reader_done.is_set()
+        ):
+            await self._changed.park()
+
+    async def _server_graceful(self) -> None:
+        proto = self._proto
+        while not (
+            proto.end_received
+            or self._failure is not None
+            or self._reader_done.is_set()
+        ):
+            await self._changed.park()
+        if proto.may_send_end:
+            await self._submit(_Pending(None, proto.send_end()))
+            # Wait for the client's EOF (normally here already) so that the
+            # close cannot race a late byte into a reset.
+            await self._reader_done.wait()
+
+    async def _exit(self, exc: BaseException | None) -> None:
+        """How the ``async with`` block ends (see the class docstring)."""
+        if exc is not None:
+            self._abort_for(
+                timed_out=_is_deadline(exc),
+                detail=f"the block exited with {type(exc).__name__}",
+            )
+            return
+        if self._termination is not None:
+            return
+        try:
+            await self._graceful(
+                trio.current_time() + self.grace_period, reason="the handler finished"
+            )
+        except BaseException as inner:
+            self._abort_for(
+                timed_out=_is_deadline(inner),
+                detail=f"{type(inner).__name__} during the graceful close",
+            )
+            raise
+
+
+def _address(transport: TransportStream, method: str) -> Any:
+    sock = transport.socket
+    if sock is None:
+        return None
+    try:
+        return getattr(sock, method)()
+    except OSError:
+        return None
+
+
+def _is_deadline(exc: BaseException) -> bool:
+    """Whether ``exc`` is a cancellation caused by a deadline (Trio >= 0.30
+    says why a scope was cancelled; older Trio counts as not a deadline)."""
+    return (
+        isinstance(exc, trio.Cancelled) and getattr(exc, "source", None) == "deadline"
+    )

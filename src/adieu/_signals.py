@@ -1,0 +1,76 @@
+"""Running a server until the process is told to stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Iterable
+
+import trio
+
+from ._server import Server, ShutdownReport
+
+__all__ = ["run_until_signal"]
+
+logger = logging.getLogger("adieu")
+
+_DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+async def run_until_signal(
+    server: Server,
+    *,
+    signals: Iterable[int] = _DEFAULT_SIGNALS,
+    grace_period: float | None = None,
+    reason: str | None = None,
+) -> ShutdownReport:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; a second
+    signal aborts.
+
+    The first signal starts :meth:`Server.shutdown` (clients are told the
+    grace period and ``reason``); a second one while it runs calls
+    :meth:`Server.abort`, as a second Ctrl+C should. If the server is shut
+    down some other way first, this returns its report.
+
+    Must be called from Trio's main thread (Trio's signal handling), inside
+    the server's block::
+
+        async with adieu.open_tcp_server(handler, port=8000) as server:
+            report = await adieu.run_until_signal(server)
+        print(report)
+
+    Args:
+        server: the running server.
+        signals: the signals to catch (default SIGINT and SIGTERM). While
+            this runs, they do not raise :exc:`KeyboardInterrupt`.
+        grace_period: as :meth:`Server.shutdown` (default the server's).
+        reason: as :meth:`Server.shutdown`.
+
+    Returns:
+        The server's :class:`ShutdownReport`.
+    """
+    with trio.open_signal_receiver(*signals) as received:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                count = 0
+                async for signum in received:
+                    count += 1
+                    name = signal.Signals(signum).name
+                    if count == 1:
+                        logger.info("%s: shutting down gracefully", name)
+                        nursery.start_soon(_shutdown, server, grace_period, reason)
+                    else:
+                        logger.warning("%s again: aborting every connection", name)
+                        server.abort()
+
+            nursery.start_soon(watch)
+            report = await server.wait_shut_down()
+            nursery.cancel_scope.cancel()
+    return report
+
+
+async def _shutdown(
+    server: Server, grace_period: float | None, reason: str | None
+) -> None:
+    await server.shutdown(grace_period, reason=reason)

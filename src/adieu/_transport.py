@@ -1,0 +1,323 @@
+"""The transport layer: a Trio byte stream, plus what Trio lacks.
+
+Trio streams can be closed or half-closed, but two things a connection needs
+at its end are missing:
+
+* a real **abort**: on TCP, ``SO_LINGER {on, 0}`` then close, so the kernel
+  sends a reset (RST) and discards both directions at once, synchronously,
+  even inside a cancelled scope;
+* a **close that does not turn into a reset**: closing a TCP socket whose
+  receive buffer still holds unread bytes makes the kernel send RST instead
+  of FIN, and the RST makes the peer's kernel throw away data it had
+  received but its application had not yet read. :meth:`TransportStream.aclose`
+  half-closes, discards input for a bounded linger until the peer's EOF, and
+  only then closes (the "lingering close" of HTTP servers).
+
+:class:`TransportStream` wraps any :class:`trio.abc.Stream` (TCP, Unix
+sockets, :class:`trio.SSLStream`, memory streams) and is itself a
+:class:`trio.abc.HalfCloseableStream`, held to Trio's conformance suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket as stdlib_socket
+import ssl
+import struct
+from typing import Any, final
+
+import trio
+
+__all__ = ["DEFAULT_LINGER", "TransportStream", "is_reset", "underlying_socket"]
+
+#: Seconds :meth:`TransportStream.aclose` waits for the peer's EOF while
+#: discarding its input. Two seconds is what Apache's lingering close uses:
+#: long enough for a peer that has finished to send its FIN, short enough
+#: that a peer that keeps sending cannot hold the socket open.
+DEFAULT_LINGER = 2.0
+
+#: Read size while discarding. Arbitrary: large enough to drain fast.
+_DISCARD_CHUNK = 65536
+
+_LINGER_RST = struct.pack("ii", 1, 0)
+
+_RESET_ERRNOS = frozenset(
+    {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN}
+)
+
+
+def underlying_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The socket at the bottom of ``stream`` (through TLS layers), if any."""
+    seen = 0
+    current: Any = stream
+    while current is not None and seen < 8:  # 8: any real stack is shallower
+        sock = getattr(current, "socket", None)
+        if isinstance(sock, trio.socket.SocketType):
+            return sock
+        current = getattr(current, "transport_stream", None)
+        seen += 1
+    return None
+
+
+def is_reset(exc: BaseException) -> bool:
+    """Whether a :exc:`trio.BrokenResourceError` means the peer reset (as
+    opposed to a transport that ended without a word, such as a TLS stream
+    cut without ``close_notify``)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return False
+        if isinstance(cause, OSError) and cause.errno in _RESET_ERRNOS:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    # trio.testing memory streams raise a bare BrokenResourceError when the
+    # other end is gone: the nearest thing to a reset they have.
+    return True
+
+
+def _drain_nowait(sock: trio.socket.SocketType) -> int:
+    """Read and drop whatever the kernel holds for ``sock``, without
+    blocking. Returns the number of bytes dropped."""
+    dropped = 0
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return 0
+        while True:
+            chunk = os.read(fd, _DISCARD_CHUNK)
+            if not chunk:
+                return dropped
+            dropped += len(chunk)
+    except OSError:  # BlockingIOError (nothing more), or the socket is gone
+        return dropped
+
+
+@final
+class TransportStream(trio.abc.HalfCloseableStream):
+    """A byte stream with a real abort and a close that never resets.
+
+    Args:
+        stream: the stream to wrap. It is owned from now on: closing this
+            closes it.
+        linger: seconds :meth:`aclose` waits for the peer's EOF while
+            discarding its input (default :data:`DEFAULT_LINGER`, 2 s).
+
+    ``send_all``, ``receive_some`` and ``wait_send_all_might_not_block``
+    behave as the wrapped stream's. ``send_eof`` half-closes where the wrapped
+    stream can (TCP, Unix sockets, memory streams); over a stream that has no
+    half-close (TLS) it only stops further sends, which is why adieu carries
+    its half-close in-band as the END frame.
+    """
+
+    def __init__(
+        self, stream: trio.abc.Stream, *, linger: float = DEFAULT_LINGER
+    ) -> None:
+        self.stream = stream
+        self.linger = linger
+        self.socket = underlying_socket(stream)
+        self._closed = False
+        self._eof_sent = False
+        self._eof_received = False
+        #: Bytes thrown away by :meth:`aclose` and :meth:`abort` while
+        #: closing (input that arrived and was never read).
+        self.discarded_bytes = 0
+        self._send_conflict = _ConflictDetector(
+            "another task is sending on this stream"
+        )
+        self._receive_conflict = _ConflictDetector(
+            "another task is receiving on this stream"
+        )
+
+    @property
+    def supports_half_close(self) -> bool:
+        """``True`` if ``send_eof`` reaches the peer as an EOF."""
+        return isinstance(self.stream, trio.abc.HalfCloseableStream)
+
+    @property
+    def closed(self) -> bool:
+        """``True`` once :meth:`aclose` or :meth:`abort` began."""
+        return self._closed
+
+    @property
+    def eof_received(self) -> bool:
+        """``True`` once ``receive_some`` returned ``b""``."""
+        return self._eof_received
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send all of ``data``: see :meth:`trio.abc.SendStream.send_all`.
+
+        Raises:
+            trio.BusyResourceError: another task is sending.
+            trio.BrokenResourceError: the transport broke (a reset, a
+                cancelled send that left the stream unusable).
+            trio.ClosedResourceError: this stream was closed, aborted or
+                half-closed.
+        """
+        with self._send_conflict:
+            if self._closed or self._eof_sent:
+                raise trio.ClosedResourceError("the transport is closed for sending")
+            await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """See :meth:`trio.abc.SendStream.wait_send_all_might_not_block`."""
+        with self._send_conflict:
+            if self._closed:
+                raise trio.ClosedResourceError("the transport is closed")
+            await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        """Receive some bytes: see :meth:`trio.abc.ReceiveStream.receive_some`.
+
+        Returns ``b""`` at the peer's EOF (and every time after).
+
+        Raises:
+            trio.BusyResourceError: another task is receiving.
+            trio.BrokenResourceError: the transport broke.
+            trio.ClosedResourceError: this stream was closed or aborted,
+                possibly by another task while this call was waiting.
+        """
+        with self._receive_conflict:
+            if self._closed:
+                raise trio.ClosedResourceError("the transport is closed")
+            if self._eof_received:
+                await trio.lowlevel.checkpoint()
+                return b""
+            data = await self.stream.receive_some(max_bytes)
+            if not data:
+                self._eof_received = True
+            return data
+
+    async def send_eof(self) -> None:
+        """Half-close: no more sends; the peer reads EOF after what was sent.
+
+        Idempotent. Over a stream without half-close (TLS) only this side's
+        sending stops. A checkpoint.
+
+        Raises:
+            trio.BusyResourceError: another task is sending.
+            trio.BrokenResourceError: the transport broke.
+            trio.ClosedResourceError: this stream was closed or aborted.
+        """
+        with self._send_conflict:
+            if self._closed:
+                raise trio.ClosedResourceError("the transport is closed")
+            if self._eof_sent or not isinstance(
+                self.stream, trio.abc.HalfCloseableStream
+            ):
+                self._eof_sent = True
+                await trio.lowlevel.checkpoint()
+                return
+            self._eof_sent = True
+            await self.stream.send_eof()
+
+    def abort(self) -> None:
+        """Close at once, discarding data in both directions.
+
+        On a socket (TCP, or TLS over TCP) this sets ``SO_LINGER {1, 0}`` and
+        closes, so the kernel sends RST: the peer sees a reset. On a stream
+        with a synchronous ``abort()`` or ``close()`` (adieu's and Trio's
+        memory streams) that is called. Any other stream is released by the
+        next :meth:`aclose`, which then skips its linger.
+
+        Synchronous, never blocks, idempotent, and works inside a cancelled
+        scope. Tasks blocked on this stream get :exc:`trio.ClosedResourceError`.
+        """
+        if self._closed and self.socket is None:
+            return
+        self._closed = True
+        sock = self.socket
+        if sock is not None:
+            if sock.fileno() >= 0:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(
+                        stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, _LINGER_RST
+                    )
+                sock.close()
+            return
+        _close_sync(self.stream)
+
+    async def aclose(self) -> None:
+        """Close without turning into a reset because of unread input.
+
+        Half-closes (where the stream can), then reads and discards the
+        peer's input until its EOF or until :attr:`linger` seconds pass, then
+        closes. What was discarded is counted in :attr:`discarded_bytes`.
+        If the peer's EOF already arrived, closes at once.
+
+        Trio's :class:`~trio.abc.AsyncResource` contract: idempotent, and if
+        cancelled (or called in a cancelled scope) the stream is still
+        released: the linger is skipped, input already in the kernel is
+        dropped without blocking so that it cannot cause a reset, and the
+        stream is closed.
+        """
+        if self._closed:
+            await self.aclose_now()
+            return
+        self._closed = True
+        try:
+            if not self._eof_received:
+                with trio.move_on_after(self.linger):
+                    if not self._eof_sent and self.supports_half_close:
+                        self._eof_sent = True
+                        with contextlib.suppress(
+                            trio.BrokenResourceError, trio.ClosedResourceError
+                        ):
+                            await self.stream.send_eof()  # type: ignore[attr-defined]
+                    while True:
+                        try:
+                            chunk = await self.stream.receive_some(_DISCARD_CHUNK)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            break
+                        if not chunk:
+                            self._eof_received = True
+                            break
+                        self.discarded_bytes += len(chunk)
+        finally:
+            await self.aclose_now()
+
+    async def aclose_now(self) -> None:
+        """Close without a linger: drop whatever input the kernel already
+        holds, without blocking (so that it cannot turn the close into a
+        reset), then close. Use it once the peer has nothing more to send.
+
+        Idempotent; releases the stream even if cancelled.
+        """
+        self._closed = True
+        if self.socket is not None:
+            self.discarded_bytes += _drain_nowait(self.socket)
+        await trio.aclose_forcefully(self.stream)
+
+
+def _close_sync(stream: Any) -> None:
+    """Close ``stream`` synchronously if it offers a way; abort first."""
+    for name in ("abort", "close"):
+        method = getattr(stream, name, None)
+        if callable(method):
+            method()
+            return
+    send = getattr(stream, "send_stream", None)
+    receive = getattr(stream, "receive_stream", None)
+    if send is not None and receive is not None:  # a trio.StapledStream
+        _close_sync(send)
+        _close_sync(receive)
+
+
+class _ConflictDetector:
+    """Raise :exc:`trio.BusyResourceError` on overlapping use, as Trio's own
+    streams do (the conformance suite checks it)."""
+
+    __slots__ = ("_held", "_message")
+
+    def __init__(self, message: str) -> None:
+        self._message = message
+        self._held = False
+
+    def __enter__(self) -> None:
+        if self._held:
+            raise trio.BusyResourceError(self._message)
+        self._held = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._held = False
