@@ -441,7 +441,20 @@ class Connection:
             )
         if type(data) is not bytes:
             data = bytes(data)
-        await self._submit(_Pending(data, None))
+        if self._writing or self._queue:
+            await self._submit(_Pending(data, None))
+            return
+        # The common case, no other writer: write this frame at once, with no
+        # queue round trip and no yield besides the write's own.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        frame = self._proto.send_message(data)
+        self._writing = True
+        try:
+            await self._write(frame)
+            if self._queue:
+                await self._flush()
+        finally:
+            self._writing = False
 
     async def _submit(self, item: _Pending) -> None:
         """Write ``item`` after everything queued before it; return once it
@@ -581,26 +594,42 @@ class Connection:
 
         A checkpoint, and cancel-safe: if cancelled, no message was taken.
         """
-        await trio.lowlevel.checkpoint()
+        # Exactly one schedule point per call: the wait when there is nothing
+        # to read yet (the message is then taken without a second yield, so
+        # a waiting application costs no extra task switch), or a plain
+        # checkpoint before taking a message that was already buffered.
+        checkpointed = False
         while True:
             if self._buffer:
+                if not checkpointed:
+                    await trio.lowlevel.checkpoint()
+                    checkpointed = True
+                    continue  # another receiver may have taken it meanwhile
                 data = self._buffer.popleft()
                 self._buffered -= len(data) + _MESSAGE_OVERHEAD
                 if self._buffered < self.receive_buffer_size:
                     self._reader_parked.unpark()
                 return data
-            if self._closed:
-                raise trio.ClosedResourceError(
-                    "this connection was closed by this side"
-                )
-            if self._end_seen:
-                self._send_deferred_end()
-                raise EndOfMessages("the peer sent END: no more messages")
-            if self._failure is not None:
-                raise self._failure()
-            if self._reader_done.is_set():
-                raise trio.ClosedResourceError("this connection has ended")
+            error = self._receive_error()
+            if error is not None:
+                if not checkpointed:
+                    await trio.lowlevel.checkpoint()
+                raise error
             await self._receivers.park()
+            checkpointed = True
+
+    def _receive_error(self) -> BaseException | None:
+        """What :meth:`receive` raises once the buffer is empty, if any."""
+        if self._closed:
+            return trio.ClosedResourceError("this connection was closed by this side")
+        if self._end_seen:
+            self._send_deferred_end()
+            return EndOfMessages("the peer sent END: no more messages")
+        if self._failure is not None:
+            return self._failure()
+        if self._reader_done.is_set():
+            return trio.ClosedResourceError("this connection has ended")
+        return None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self

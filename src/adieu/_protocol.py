@@ -21,6 +21,7 @@ How an I/O layer drives it::
 from __future__ import annotations
 
 import dataclasses
+import struct
 from collections.abc import Set
 
 from ._errors import (
@@ -39,7 +40,6 @@ from ._frames import (
     decode_end,
     decode_shutdown,
     encode_end,
-    encode_message_header,
     encode_preamble,
     encode_shutdown,
 )
@@ -83,6 +83,8 @@ class ShutdownRequest:
 
 
 Event = Message | End | ShutdownRequest
+
+_MESSAGE_HEADER = struct.Struct(">BI").pack  # the hot path's header encoder
 
 _FRAME_KINDS = {
     MESSAGE: FrameKind.MESSAGE,
@@ -314,7 +316,7 @@ class Protocol:
                 limit=self.max_message_size,
             )
         self._sent += 1
-        return encode_message_header(size) + data
+        return _MESSAGE_HEADER(MESSAGE, size) + data
 
     def send_shutdown(self, grace_period: float, reason: str | None = None) -> bytes:
         """Encode the server's SHUTDOWN request.
