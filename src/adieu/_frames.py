@@ -199,6 +199,10 @@ class FrameDecoder:
         self._remaining = 0
         self._chunks: list[bytes] = []
         self._buffered = 0
+        #: After :meth:`feed` refused a frame header: the items that call
+        #: completed before it, in order (what :meth:`feed` would have
+        #: returned), so that they can still be delivered.
+        self.completed: list[tuple[int, bytes]] = []
 
     @property
     def buffered(self) -> int:
@@ -232,8 +236,9 @@ class FrameDecoder:
         Raises:
             ProtocolError: the bytes are not adieu version 1 from a peer of the
                 expected role, an unknown frame type, or a control frame of
-                the wrong size. Frames completed before the error are lost
-                with it: the connection is unusable.
+                the wrong size. The frames the same call completed before
+                the bad one are left in :attr:`completed`; the connection is
+                unusable.
             MessageTooLarge: a MESSAGE header announces more than
                 ``max_message_size`` bytes.
 
@@ -273,7 +278,11 @@ class FrameDecoder:
             else:
                 ftype, length = _HEADER.unpack_from(data, pos)
                 pos += FRAME_HEADER
-            self._check_header(ftype, length)
+            try:
+                self._check_header(ftype, length)
+            except ProtocolError:
+                self.completed = out
+                raise
             if n - pos >= length:
                 out.append((ftype, data[pos : pos + length]))
                 pos += length

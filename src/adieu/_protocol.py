@@ -387,10 +387,13 @@ class Protocol:
         events: list[Event] = []
         if type(data) is not bytes:
             data = bytes(data)
+        error: ProtocolError | None = None
         try:
             items = self._decoder.feed(data)
         except ProtocolError as exc:
-            raise self._fail(exc, events)  # noqa: B904 (the same exception)
+            # The frames these bytes completed before the bad one are still
+            # events (in the error's ``events``), then the error is raised.
+            items, error = self._decoder.completed, exc
         for ftype, payload in items:
             if ftype == MESSAGE and self._their_sending:
                 self._received += 1
@@ -402,6 +405,8 @@ class Protocol:
                 raise self._fail(exc, events)  # noqa: B904 (the same exception)
             if event is not None:
                 events.append(event)
+        if error is not None:
+            raise self._fail(error, events)
         return events
 
     def _receive_frame(self, ftype: int, payload: bytes) -> Event | None:
@@ -438,7 +443,12 @@ class Protocol:
         return event
 
     def _fail(self, exc: ProtocolError, events: list[Event]) -> ProtocolError:
-        self._record(TerminationKind.PROTOCOL_ERROR, Initiator.PEER, str(exc))
+        # Unlike a reset or an abort, a protocol error counts even after both
+        # ENDs were exchanged: bytes after the peer's END break the rules (a
+        # message among them would be lost), so the end is not CLEAN.
+        if self._cause is None and self._termination is None:
+            self._cause = (TerminationKind.PROTOCOL_ERROR, Initiator.PEER, str(exc))
+            self._sending = False
         exc.events = tuple(events)
         return exc
 

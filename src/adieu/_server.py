@@ -470,6 +470,12 @@ class Server:
         entry.scope.deadline = min(entry.scope.deadline, self._shutdown_deadline)
         conn = entry.conn
         if conn is not None:
+            if self._shutdown_deadline <= conn._deadline:
+                # The grace period ends first (before the handshake timeout
+                # of a connection still waiting for its preamble).
+                conn._deadline_reason = (
+                    "the grace period of the server's shutdown expired"
+                )
             conn._deadline = entry.scope.deadline
             conn.request_shutdown(
                 self._shutdown_reason,
@@ -584,12 +590,17 @@ class Server:
                 entry.conn.abort()
 
     async def _finish_abort(self, start: float) -> None:
-        await self._accepting_done.wait()
-        for listener in self.listeners:
-            await trio.aclose_forcefully(listener)
-        await self._idle.wait()
-        if self._report is None:
-            self._build_report(start, 0.0)
+        # Shielded: when the abort comes from the server's scope being
+        # cancelled, this task starts in a cancelled nursery, and the report
+        # must still be built. Every task it waits for is cancelled, so the
+        # wait is short.
+        with trio.CancelScope(shield=True):
+            await self._accepting_done.wait()
+            for listener in self.listeners:
+                await trio.aclose_forcefully(listener)
+            await self._idle.wait()
+            if self._report is None:
+                self._build_report(start, 0.0)
 
 
 def _close_now(stream: trio.abc.Stream) -> None:

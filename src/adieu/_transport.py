@@ -349,13 +349,18 @@ class TransportStream(trio.abc.HalfCloseableStream):
         released: the linger is skipped, input already in the kernel is
         dropped without blocking so that it cannot cause a reset, and the
         stream is closed.
+
+        If another task is blocked sending or receiving on this stream, the
+        linger is skipped too: the stream is closed at once and that task
+        gets :exc:`trio.ClosedResourceError`, as with Trio's own streams.
         """
         if self._closed:
             await self.aclose_now()
             return
         self._closed = True
+        in_use = self._send_conflict.held or self._receive_conflict.held
         try:
-            if not self._eof_received:
+            if not self._eof_received and not in_use:
                 with trio.move_on_after(self.linger):
                     if not self._eof_sent and self.supports_half_close:
                         self._eof_sent = True
@@ -419,3 +424,8 @@ class _ConflictDetector:
 
     def __exit__(self, *exc_info: object) -> None:
         self._held = False
+
+    @property
+    def held(self) -> bool:
+        """``True`` while a task is inside the guarded operation."""
+        return self._held

@@ -24,6 +24,7 @@ Example (with ``pytest-trio``)::
 
 from __future__ import annotations
 
+import operator
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, final
@@ -147,13 +148,17 @@ class MemoryPipe:
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_writable(self) -> None:
-        """Wait until a write might not block."""
+        """Wait until a write might not block. Raises
+        :exc:`trio.ClosedResourceError` if the writing end is (or gets)
+        closed."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while len(self._data) > self.capacity and not (
             self._reset or self._reader_closed or self._writer_closed
         ):
             await self._writers.park()
         await trio.lowlevel.cancel_shielded_checkpoint()
+        if self._writer_closed:
+            raise trio.ClosedResourceError("this end is closed")
 
     def write_eof(self) -> None:
         """Signal EOF after what was written."""
@@ -259,8 +264,12 @@ class MemoryStream(trio.abc.HalfCloseableStream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """See :meth:`trio.abc.ReceiveStream.receive_some`."""
-        if max_bytes is not None and max_bytes < 1:
-            raise ValueError("max_bytes must be >= 1")
+        if max_bytes is not None:
+            # A non-integer fails here, not later in a slice (or never, when
+            # nothing has arrived yet).
+            max_bytes = operator.index(max_bytes)
+            if max_bytes < 1:
+                raise ValueError("max_bytes must be >= 1")
         with self._receive_conflict:
             if self._closed:
                 await trio.lowlevel.checkpoint()
