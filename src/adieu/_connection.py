@@ -338,11 +338,11 @@ class Connection:
         if is_reset(exc):
             detail = f"the peer reset the connection ({cause})"
             self._proto.connection_reset(detail)
-            self._failure = lambda: ConnectionReset(detail)
+            self._failure = _raiser(ConnectionReset, detail, cause)
         else:
             detail = f"the transport broke without the peer's END ({cause})"
             self._proto.transport_broken(detail)
-            self._failure = lambda: ConnectionTruncated(detail)
+            self._failure = _raiser(ConnectionTruncated, detail, cause)
         self._transport.abort()
         self._set_released()
 
@@ -350,9 +350,11 @@ class Connection:
         message = str(exc)
         if isinstance(exc, MessageTooLarge):
             size, limit = exc.size, exc.limit
-            self._failure = lambda: MessageTooLarge(message, size=size, limit=limit)
+            self._failure = _raiser(
+                MessageTooLarge, message, exc, size=size, limit=limit
+            )
         else:
-            self._failure = lambda: ProtocolError(message)
+            self._failure = _raiser(ProtocolError, message, exc)
         logger.debug("protocol error on %r: %s", self, message)
         self._transport.abort()
         self._set_released()
@@ -943,6 +945,25 @@ class Connection:
                 detail=f"{type(inner).__name__} during the graceful close",
             )
             raise
+
+
+def _raiser(
+    cls: Callable[..., BaseException],
+    message: str,
+    cause: BaseException | None,
+    **fields: Any,
+) -> Callable[[], BaseException]:
+    """A factory of the error a broken connection raises on every later
+    call: a new instance each time (re-raising one instance would grow its
+    traceback), chained to what broke it (``__cause__``: the ``OSError`` of
+    a reset, the first ``ProtocolError``)."""
+
+    def make() -> BaseException:
+        exc = cls(message, **fields)
+        exc.__cause__ = cause
+        return exc
+
+    return make
 
 
 def _address(transport: TransportStream, method: str) -> Any:

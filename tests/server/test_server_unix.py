@@ -1,0 +1,83 @@
+"""Unix domain sockets: the same graceful shutdown as over TCP, and the
+socket file is gone afterwards."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import stat
+import tempfile
+from collections.abc import Iterator
+
+import outcome
+import pytest
+import trio
+from server_support import Arrivals, answer, counting, finish_when_asked, reply_to
+
+import adieu
+from adieu import open_unix_server
+
+
+@pytest.fixture
+def socket_path(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
+    # A Unix socket path is limited to about 100 bytes; pytest's temporary
+    # directories can be longer.
+    path = tmp_path / "adieu.sock"
+    if len(os.fsencode(path)) < 100:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="adieu") as short:
+        yield pathlib.Path(short) / "adieu.sock"
+
+
+async def test_graceful_shutdown_over_a_unix_socket(socket_path: pathlib.Path) -> None:
+    clients = 3
+    arrivals = Arrivals(clients)
+    terminations: list[adieu.Termination] = []
+
+    async def client(n: int) -> None:
+        async with adieu.connect_unix(socket_path) as conn:
+            requests = [b"%d-%d" % (n, i) for i in range(n + 1)]
+            for request in requests:
+                await conn.send(request)
+            assert await finish_when_asked(conn) == [reply_to(r) for r in requests]
+        assert conn.termination is not None
+        terminations.append(conn.termination)
+
+    with trio.fail_after(30):
+        async with (
+            trio.open_nursery() as nursery,
+            open_unix_server(counting(answer, arrivals), socket_path) as server,
+        ):
+            assert stat.S_ISSOCK((await trio.Path(socket_path).stat()).st_mode)
+            assert server.addresses == [str(socket_path)]
+            with pytest.raises(RuntimeError):
+                _ = server.port
+            for n in range(clients):
+                nursery.start_soon(client, n)
+            await arrivals.all_here.wait()
+            report = await server.shutdown()
+            # A connect after the listener closed is refused.
+            with pytest.raises(ConnectionRefusedError):
+                await trio.open_unix_socket(os.fspath(socket_path))
+
+    assert not await trio.Path(socket_path).exists()
+    assert [t.kind for t in terminations] == [adieu.TerminationKind.CLEAN] * clients
+    assert all(t.confirmed for t in terminations)
+    assert report.counts[adieu.TerminationKind.CLEAN] == clients
+    assert sorted(
+        c.outcome.unwrap()
+        for c in report.connections
+        if isinstance(c.outcome, outcome.Value)
+    ) == [1, 2, 3]
+
+
+async def test_socket_file_is_removed_when_the_server_is_aborted(
+    socket_path: pathlib.Path,
+) -> None:
+    with trio.fail_after(30), trio.CancelScope() as scope:
+        async with open_unix_server(answer, socket_path):
+            assert await trio.Path(socket_path).exists()
+            scope.cancel()
+            await trio.sleep_forever()
+    assert not await trio.Path(socket_path).exists()
