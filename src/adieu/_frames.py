@@ -182,8 +182,10 @@ class FrameDecoder:
     buffered.
 
     Memory: at most one incomplete frame is kept between calls, so
-    :attr:`buffered` never exceeds ``max_message_size + FRAME_HEADER`` bytes
-    (control frames are limited to a few hundred bytes).
+    :attr:`buffered` never exceeds ``max(max_message_size, 259) +
+    FRAME_HEADER`` bytes: a MESSAGE is bounded by the limit, a SHUTDOWN by
+    its 4 + 255 bytes, whatever the limit (with the default limit of 1 MiB
+    that is simply ``max_message_size + FRAME_HEADER``).
     """
 
     #: The pseudo frame type :meth:`feed` reports for the peer's preamble.
