@@ -10,7 +10,10 @@ Data paths, and why they are shaped so:
 
 * **Receiving.** The reader feeds transport bytes to the core and appends
   messages to a bounded buffer (``receive_buffer_size`` bytes, default
-  1 MiB). When the buffer is full the reader stops reading, so the peer's
+  1 MiB; each message counts its length plus 64 bytes, so floods of tiny
+  messages are bounded too). The reader checks the bound before each read of
+  at most 64 KiB, so the buffer can pass it by what one read decodes to.
+  When the buffer is full the reader stops reading, so the peer's
   sends block: backpressure, not memory growth. A consequence: a SHUTDOWN
   that arrives behind a full buffer is noticed only as the application reads.
 * **Sending.** The first task to send writes its frame itself, with no lock
@@ -115,7 +118,9 @@ class Connection:
       sent END, ask with SHUTDOWN and wait for it (bounded by the grace
       period), discarding what the handler left unread; then END and close;
     * by an exception or a cancellation: :meth:`abort`, and the exception
-      propagates as itself;
+      propagates as itself (the termination is ``ABORTED``, or ``TIMED_OUT``
+      when the cancellation came from a deadline such as
+      :func:`trio.move_on_after`);
     * on a connection that has already ended: nothing.
 
     Attributes:
@@ -886,12 +891,17 @@ class Connection:
         if self.role is Role.SERVER and not self._proto.end_received:
             self._request_shutdown(reason, max(0.0, deadline - trio.current_time()))
         self._begin_close()
-        with trio.move_on_at(deadline):
+        with trio.move_on_at(deadline) as scope:
             if self.role is Role.CLIENT:
                 await self._client_graceful()
             else:
                 await self._server_graceful()
-        if not self._released.is_set() and not self._proto.finished:
+        if (
+            scope.cancelled_caught
+            and self._failure is None
+            and not self._released.is_set()
+            and not self._proto.finished
+        ):
             self._abort_for(
                 timed_out=True,
                 detail=f"the peer did not finish within the grace period "
