@@ -1,0 +1,649 @@
+"""The one client every server is measured with.
+
+Plain non-blocking sockets and :mod:`select.epoll`, no framework: the client
+does the same small amount of work whichever server it talks to, so that only
+the server differs between the variants of a cell. It speaks three framings:
+
+* adieu's wire format: the preamble ``ADIEU/\\x01C`` (the server's is
+  ``ADIEU/\\x01S``), then frames of type (u8) + length (u32, big-endian) +
+  payload: MESSAGE 0x01, END 0x02 (the client's is empty, the server's
+  carries a u64 count of client messages its application received),
+  SHUTDOWN 0x03 (u32 grace in ms + a UTF-8 reason);
+* a naive 4-byte big-endian length prefix;
+* raw bytes, unframed (the reply is complete when as many bytes came back as
+  were sent).
+
+Every server echoes, and an echoed request is byte for byte the request
+(adieu's MESSAGE header included), so the throughput loop only counts bytes.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import errno
+import json
+import os
+import select
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+ADIEU_PREAMBLE = b"ADIEU/\x01C"
+ADIEU_SERVER_PREAMBLE = b"ADIEU/\x01S"
+MESSAGE = 0x01
+END = 0x02
+SHUTDOWN = 0x03
+_FRAME = struct.Struct(">BI")
+_U64 = struct.Struct(">Q")
+CLIENT_END = _FRAME.pack(END, 0)
+
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+_RESET = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+#: Seconds a blocking socket operation of the client may take before the run
+#: is declared broken (a server that lost a reply would otherwise hang it).
+_BLOCKING_TIMEOUT = 30.0
+#: Bytes read per recv: large enough that a 100 KiB reply takes few calls.
+_READ_SIZE = 1 << 18
+#: Buffers per sendmsg (below the usual IOV_MAX of 1024).
+_MAX_IOV = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class Framing:
+    name: str
+    preamble: bytes
+    server_preamble: bytes
+    header: Callable[[int], bytes]
+    #: What the client sends before its half-close (adieu: its END frame).
+    end: bytes
+
+
+ADIEU = Framing(
+    "adieu",
+    ADIEU_PREAMBLE,
+    ADIEU_SERVER_PREAMBLE,
+    lambda n: _FRAME.pack(MESSAGE, n),
+    CLIENT_END,
+)
+LENGTH_PREFIX = Framing("length prefix", b"", b"", lambda n: n.to_bytes(4, "big"), b"")
+RAW = Framing("raw", b"", b"", lambda n: b"", b"")
+
+FRAMINGS = {"adieu": ADIEU, "trio_naive": LENGTH_PREFIX, "asyncio": LENGTH_PREFIX}
+FRAMINGS["trio_raw"] = RAW
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by every thread of process ``pid``, in seconds,
+    from the scheduler's nanosecond accounting (``schedstat``), or from
+    ``/proc/<pid>/stat`` in clock ticks where that is missing."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (FileNotFoundError, ProcessLookupError):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cores_busy_seconds(cores: Iterable[int]) -> float:
+    """CPU time spent on ``cores`` by anything (user, system, interrupts,
+    steal) since boot, in seconds, from ``/proc/stat`` (clock ticks)."""
+    wanted = {f"cpu{c}" for c in cores}
+    ticks = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            fields = line.split()
+            if fields and fields[0] in wanted:
+                user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+                    int, fields[1:9]
+                )
+                ticks += user + nice + system + irq + softirq + steal
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from a blocking socket."""
+    parts = []
+    while size:
+        chunk = sock.recv(min(size, _READ_SIZE))
+        if not chunk:
+            raise ConnectionError("the server closed the connection unexpectedly")
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+def recv_until_eof(sock: socket.socket) -> bytes:
+    parts = []
+    while chunk := sock.recv(_READ_SIZE):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def connect(port: int, framing: Framing) -> socket.socket:
+    """A blocking connection that has exchanged preambles."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=_BLOCKING_TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if framing.preamble:
+        sock.sendall(framing.preamble)
+        got = recv_exactly(sock, len(framing.server_preamble))
+        if got != framing.server_preamble:
+            raise ConnectionError(f"unexpected server preamble {got!r}")
+    return sock
+
+
+def finish(socks: dict[socket.socket, int], framing: Framing) -> None:
+    """End connections whose replies have all arrived (``socks`` maps each
+    to the number of messages it sent): END (adieu), then half-close, then
+    read to the server's EOF. For adieu, check that the server's END counts
+    every message sent."""
+    for sock in socks:
+        sock.setblocking(True)
+        sock.settimeout(_BLOCKING_TIMEOUT)
+        if framing.end:
+            sock.sendall(framing.end)
+        sock.shutdown(socket.SHUT_WR)
+    for sock, sent in socks.items():
+        rest = recv_until_eof(sock)
+        sock.close()
+        if framing is ADIEU:
+            expected = _FRAME.pack(END, _U64.size) + _U64.pack(sent)
+            if rest != expected:
+                raise ConnectionError(
+                    f"expected the server's END counting {sent} messages, got {rest!r}"
+                )
+        elif rest:
+            raise ConnectionError(f"{len(rest)} unexpected bytes after the last reply")
+
+
+class _Conn:
+    __slots__ = ("fd", "out", "remaining", "sent", "sock", "times", "want_out")
+
+    def __init__(self, sock: socket.socket, reply_size: int) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.out: list[Any] = []
+        self.remaining = reply_size
+        self.times: collections.deque[float] = collections.deque()
+        self.sent = 0
+        self.want_out = False
+
+
+def _flush(conn: _Conn, ep: select.epoll) -> None:
+    """Send what ``conn`` has queued, as far as the socket takes it; watch
+    for writability while something is left."""
+    out = conn.out
+    while out:
+        try:
+            if len(out) == 1:
+                n = conn.sock.send(out[0])
+            else:
+                n = conn.sock.sendmsg(out[:_MAX_IOV])
+        except BlockingIOError:
+            break
+        while n:
+            size = len(out[0])
+            if n < size:
+                out[0] = memoryview(out[0])[n:]
+                break
+            del out[0]
+            n -= size
+        if n:
+            break  # a partial send: the socket's buffer is full
+    if out and not conn.want_out:
+        ep.modify(conn.fd, _EPOLLIN | _EPOLLOUT)
+        conn.want_out = True
+    elif not out and conn.want_out:
+        ep.modify(conn.fd, _EPOLLIN)
+        conn.want_out = False
+
+
+@dataclasses.dataclass
+class ThroughputResult:
+    messages: int
+    seconds: float
+    rtts: list[float]
+    server_cpu: float
+    client_cpu: float
+    #: CPU time used on the measured cores by anything else (other
+    #: processes, interrupts) during the measurement
+    others_cpu: float
+
+
+def throughput(
+    port: int,
+    server_pid: int,
+    framing: Framing,
+    size: int,
+    *,
+    connections: int,
+    window: int,
+    warmup: float,
+    duration: float,
+    cores: Iterable[int] = (),
+) -> ThroughputResult:
+    """Echo ``size``-byte messages over ``connections`` connections with
+    ``window`` requests in flight on each (1: ping-pong); count the replies
+    completed during ``duration`` seconds after ``warmup``."""
+    payload = os.urandom(size)
+    request = framing.header(size) + payload
+    reply_size = len(request)
+    socks = [connect(port, framing) for _ in range(connections)]
+    for sock in socks:  # one checked exchange per connection
+        sock.sendall(request)
+        if recv_exactly(sock, reply_size) != request:
+            raise ConnectionError(f"{framing.name}: the echo differs from the request")
+    ep = select.epoll()
+    conns: dict[int, _Conn] = {}
+    for sock in socks:
+        sock.setblocking(False)
+        conn = _Conn(sock, reply_size)
+        conn.sent = 1
+        conns[conn.fd] = conn
+        ep.register(conn.fd, _EPOLLIN)
+    buffer = bytearray(_READ_SIZE)
+    rtts: list[float] = []
+    clock = time.perf_counter
+    start = clock()
+    for conn in conns.values():
+        for _ in range(window):
+            conn.out.append(request)
+            conn.times.append(start)
+            conn.sent += 1
+        _flush(conn, ep)
+    warm_at = start + warmup
+    end_at = warm_at + duration
+    measuring = stopping = False
+    counted = 0
+    cores = tuple(cores)
+    t0 = t1 = cpu0 = cpu1 = ccpu0 = ccpu1 = busy0 = busy1 = 0.0
+    try:
+        while True:
+            now = clock()
+            if not measuring and now >= warm_at:
+                measuring = True
+                busy0 = cores_busy_seconds(cores)
+                t0, cpu0, ccpu0 = (
+                    now,
+                    process_cpu_seconds(server_pid),
+                    time.thread_time(),
+                )
+            if measuring and not stopping and now >= end_at:
+                stopping = True
+                t1, cpu1, ccpu1 = (
+                    now,
+                    process_cpu_seconds(server_pid),
+                    time.thread_time(),
+                )
+                busy1 = cores_busy_seconds(cores)
+            if stopping:
+                if not any(c.times for c in conns.values()):
+                    break
+                if now > end_at + _BLOCKING_TIMEOUT:
+                    raise TimeoutError(f"{framing.name}: replies missing after the run")
+            mark = warm_at if not measuring else end_at if not stopping else now + 0.05
+            for fd, events in ep.poll(max(0.0, min(0.05, mark - now))):
+                conn = conns[fd]
+                if events & _EPOLLOUT:
+                    _flush(conn, ep)
+                if not events & ~_EPOLLOUT:
+                    continue
+                try:
+                    n = conn.sock.recv_into(buffer)
+                except BlockingIOError:
+                    continue
+                if n == 0:
+                    raise ConnectionError(
+                        f"{framing.name}: the server closed a connection"
+                    )
+                t = clock()
+                remaining = conn.remaining
+                while n >= remaining:
+                    n -= remaining
+                    remaining = reply_size
+                    sent_at = conn.times.popleft()
+                    if measuring and not stopping:
+                        rtts.append(t - sent_at)
+                        counted += 1
+                    if not stopping:
+                        conn.out.append(request)
+                        conn.times.append(t)
+                        conn.sent += 1
+                conn.remaining = remaining - n
+                if conn.out:
+                    _flush(conn, ep)
+    finally:
+        ep.close()
+    finish({conn.sock: conn.sent for conn in conns.values()}, framing)
+    server_cpu, client_cpu = cpu1 - cpu0, ccpu1 - ccpu0
+    others = max(0.0, busy1 - busy0 - server_cpu - client_cpu) if cores else 0.0
+    return ThroughputResult(counted, t1 - t0, rtts, server_cpu, client_cpu, others)
+
+
+# ------------------------------------------------------------ many sockets
+
+
+def connect_many(port: int, count: int, framing: Framing) -> list[socket.socket]:
+    """``count`` blocking connects in a row, each sending the preamble at
+    once (the server's preamble is left unread). Keep ``count`` below the
+    listen backlog: connects beyond it wait for the server to accept."""
+    socks = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.connect(("127.0.0.1", port))
+        if framing.preamble:
+            sock.send(framing.preamble)
+        socks.append(sock)
+    return socks
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        sock.close()
+
+
+# --------------------------------------------------------------- shutdown
+
+
+class _Peer:
+    """One client connection of the shutdown run."""
+
+    __slots__ = (
+        "closed_at",
+        "eof",
+        "established",
+        "fd",
+        "half_close",
+        "in_flight",
+        "inbuf",
+        "out",
+        "replies",
+        "reset",
+        "sent",
+        "server_end",
+        "shutdown_at",
+        "sock",
+        "stubborn",
+        "want_out",
+    )
+
+    def __init__(self, sock: socket.socket, stubborn: bool) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.stubborn = stubborn
+        self.established = False
+        self.inbuf = bytearray()
+        self.out: list[Any] = []
+        self.want_out = True  # registered for the connect's completion
+        self.half_close = False
+        self.sent = 0
+        self.replies = 0
+        self.in_flight = 0
+        self.shutdown_at: float | None = None
+        self.server_end: int | None = None
+        self.eof = False
+        self.reset = False
+        self.closed_at: float | None = None
+
+
+def _is_open(peer: _Peer) -> bool:
+    return peer.closed_at is None
+
+
+@dataclasses.dataclass
+class ShutdownClientResult:
+    connections: int
+    stubborn: int
+    #: compliant connections that ended with the server's END, then EOF
+    clean: int
+    #: compliant connections the server reset or ended without its END (it
+    #: could not finish them within the grace period; the client is told)
+    compliant_cut: int
+    #: connections reset by the server (the stubborn ones are expected here)
+    reset: int
+    #: replies missing on connections that ended with the server's END: a
+    #: loss nobody was told about (must be 0)
+    lost_replies: int
+    #: connections whose server END count differs from the number of
+    #: messages the client sent (must be 0)
+    end_mismatches: int
+    #: requests left unanswered on connections that were cut (the client
+    #: is told, by the reset)
+    cut_requests: int
+    requests: int
+    #: seconds from writing the shutdown command to the last connection's
+    #: end, as the client saw it
+    client_seconds: float
+    server: dict[str, Any]
+
+
+class ShutdownClient:
+    """``count`` adieu connections to a server that will be shut down.
+
+    ``busy``: every connection keeps one 64-byte request in flight. A
+    compliant client, on SHUTDOWN, stops making requests, sends END and
+    half-closes, then reads the remaining replies and the server's END until
+    EOF. ``stubborn_every``: every n-th connection ignores SHUTDOWN and goes
+    on as before, until the server cuts it.
+    """
+
+    #: Connects in flight at once: well below the listen backlog.
+    CONNECT_WINDOW = 256
+
+    def __init__(
+        self, port: int, count: int, *, busy: bool, stubborn_every: int = 0
+    ) -> None:
+        self.port = port
+        self.count = count
+        self.busy = busy
+        self.stubborn_every = stubborn_every
+        self.request = _FRAME.pack(MESSAGE, 64) + os.urandom(64)
+        self.ep = select.epoll()
+        self.peers: dict[int, _Peer] = {}
+        self.open = 0
+        self.established = 0
+        self.buffer = bytearray(_READ_SIZE)
+
+    # -- connecting
+
+    def connect_all(self) -> None:
+        """Open every connection and wait for every server preamble."""
+        started = 0
+        deadline = time.monotonic() + 60
+        while self.established < self.count:
+            window = started - self.established
+            while started < self.count and window < self.CONNECT_WINDOW:
+                stubborn = (
+                    bool(self.stubborn_every) and started % self.stubborn_every == 0
+                )
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                err = sock.connect_ex(("127.0.0.1", self.port))
+                if err not in (0, errno.EINPROGRESS):
+                    raise OSError(err, os.strerror(err))
+                peer = _Peer(sock, stubborn)
+                peer.out.append(ADIEU_PREAMBLE)
+                self.peers[peer.fd] = peer
+                self.ep.register(peer.fd, _EPOLLIN | _EPOLLOUT)
+                started += 1
+                window += 1
+                self.open += 1
+            self.poll(0.05)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {self.established} of {self.count} connected")
+
+    # -- the event loop
+
+    def send(self, peer: _Peer, data: bytes) -> None:
+        peer.out.append(data)
+        self.flush(peer)
+
+    def flush(self, peer: _Peer) -> None:
+        out = peer.out
+        try:
+            while out:
+                n = peer.sock.send(out[0])
+                if n < len(out[0]):
+                    out[0] = memoryview(out[0])[n:]
+                    break
+                del out[0]
+        except BlockingIOError:
+            pass
+        except _RESET:
+            self.closed(peer, reset=True)
+            return
+        if not out and peer.half_close:
+            peer.half_close = False
+            with contextlib.suppress(OSError):
+                peer.sock.shutdown(socket.SHUT_WR)
+        if out and not peer.want_out:
+            self.ep.modify(peer.fd, _EPOLLIN | _EPOLLOUT)
+            peer.want_out = True
+        elif not out and peer.want_out:
+            self.ep.modify(peer.fd, _EPOLLIN)
+            peer.want_out = False
+
+    def closed(self, peer: _Peer, *, reset: bool) -> None:
+        if peer.closed_at is not None:
+            return
+        peer.closed_at = time.perf_counter()
+        peer.reset = reset
+        peer.eof = not reset
+        self.ep.unregister(peer.fd)
+        peer.sock.close()
+        self.open -= 1
+
+    def start_traffic(self) -> None:
+        if not self.busy:
+            return
+        for peer in self.peers.values():
+            peer.sent += 1
+            peer.in_flight += 1
+            self.send(peer, self.request)
+
+    def poll(
+        self, timeout: float, extra: dict[int, Callable[[], None]] | None = None
+    ) -> None:
+        for fd, events in self.ep.poll(timeout):
+            if extra and fd in extra:
+                extra[fd]()
+                continue
+            peer = self.peers[fd]
+            if events & _EPOLLOUT and _is_open(peer):
+                self.flush(peer)
+            if events & ~_EPOLLOUT and _is_open(peer):
+                self.readable(peer)
+
+    def readable(self, peer: _Peer) -> None:
+        try:
+            n = peer.sock.recv_into(self.buffer)
+        except BlockingIOError:
+            return
+        except _RESET:
+            self.closed(peer, reset=True)
+            return
+        if n == 0:
+            self.closed(peer, reset=False)
+            return
+        inbuf = peer.inbuf
+        inbuf += memoryview(self.buffer)[:n]
+        pos = 0
+        if not peer.established:
+            if len(inbuf) < len(ADIEU_SERVER_PREAMBLE):
+                return
+            if inbuf[:8] != ADIEU_SERVER_PREAMBLE:
+                raise ConnectionError(
+                    f"unexpected server preamble {bytes(inbuf[:8])!r}"
+                )
+            peer.established = True
+            self.established += 1
+            pos = 8
+        size = len(inbuf)
+        while size - pos >= 5:
+            kind, length = _FRAME.unpack_from(inbuf, pos)
+            if size - pos - 5 < length:
+                break
+            body = pos + 5
+            pos = body + length
+            if kind == MESSAGE:
+                peer.replies += 1
+                peer.in_flight -= 1
+                if self.busy and (peer.stubborn or peer.shutdown_at is None):
+                    peer.sent += 1
+                    peer.in_flight += 1
+                    self.send(peer, self.request)
+            elif kind == SHUTDOWN:
+                peer.shutdown_at = time.perf_counter()
+                if not peer.stubborn:
+                    peer.half_close = True
+                    self.send(peer, CLIENT_END)
+            elif kind == END:
+                (peer.server_end,) = _U64.unpack_from(inbuf, body)
+            else:
+                raise ConnectionError(f"unknown frame type {kind:#x}")
+        del inbuf[:pos]
+
+    def run_shutdown(
+        self,
+        command_fd: int,
+        answer_fd: int,
+        *,
+        traffic_seconds: float,
+        timeout: float,
+    ) -> ShutdownClientResult:
+        """Run the traffic for ``traffic_seconds``, write ``shutdown`` to
+        ``command_fd``, then serve every connection until it ends and the
+        server's answer (a JSON line) has arrived on ``answer_fd``."""
+        self.start_traffic()
+        until = time.perf_counter() + traffic_seconds
+        while (now := time.perf_counter()) < until:
+            self.poll(until - now)
+        answer = bytearray()
+
+        def read_answer() -> None:
+            answer.extend(os.read(answer_fd, 65536) or b"\n")
+
+        self.ep.register(answer_fd, _EPOLLIN)
+        extra = {answer_fd: read_answer}
+        os.write(command_fd, b"shutdown\n")
+        triggered = time.perf_counter()
+        deadline = triggered + timeout
+        while self.open or b"\n" not in answer:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(
+                    f"{self.open} connections still open {timeout} s after shutdown"
+                )
+            self.poll(0.05, extra)
+        self.ep.unregister(answer_fd)
+        self.ep.close()
+        server = json.loads(answer.partition(b"\n")[0])
+        return self.result(triggered, server)
+
+    def result(self, triggered: float, server: dict[str, Any]) -> ShutdownClientResult:
+        peers = list(self.peers.values())
+        ended = [p for p in peers if p.eof and p.server_end is not None]
+        cut = [p for p in peers if not (p.eof and p.server_end is not None)]
+        last = max((p.closed_at or triggered) for p in peers)
+        return ShutdownClientResult(
+            connections=len(peers),
+            stubborn=sum(1 for p in peers if p.stubborn),
+            clean=sum(1 for p in ended if not p.stubborn),
+            compliant_cut=sum(1 for p in cut if not p.stubborn),
+            reset=sum(1 for p in peers if p.reset),
+            lost_replies=sum(p.sent - p.replies for p in ended),
+            end_mismatches=sum(1 for p in ended if p.server_end != p.sent),
+            cut_requests=sum(p.sent - p.replies for p in cut),
+            requests=sum(p.sent for p in peers),
+            client_seconds=last - triggered,
+            server=server,
+        )

@@ -1,0 +1,1162 @@
+"""adieu side by side with raw Trio and asyncio, in one run.
+
+    python bench/run.py            # the full run (about 6 minutes on 2 idle cores)
+    python bench/run.py --quick    # a short run (under 2 minutes)
+    python bench/run.py --smoke    # seconds: every variant runs, nothing measured
+    python bench/run.py --json results.json --plot shutdown.png
+
+Each server runs in its own process pinned to one core; this process is the
+client, pinned to another (``client.py``: the same minimal client for every
+server, so that only the server differs). Variants are interleaved and every
+cell repeated; the tables give medians, and ratios are medians of the ratios
+measured side by side in the same round. Figures are noisy on a small
+machine: compare ratios from one run, never absolute figures across runs.
+
+A cell is flagged † when the server was not the bottleneck: its process used
+less than 90% of a core during the measurement (the client, the network
+stack or the latency of a round trip limited it, so the figure understates
+the server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import operator
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import client
+
+HERE = Path(__file__).resolve().parent
+SERVERS = HERE / "servers.py"
+
+#: Below this share of a core, the server was not what limited a cell.
+SERVER_BOUND = 0.90
+FLAG = "†"
+#: Above this share of a core used by other processes on the two measured
+#: cores during a cell, the cell is flagged as disturbed.
+DISTURBED = 0.15
+DISTURBED_FLAG = "‡"
+
+THROUGHPUT_VARIANTS = ("adieu", "trio_raw", "trio_naive", "asyncio")
+VARIANT_NAMES = {
+    "adieu": "adieu",
+    "trio_raw": "Trio raw (unframed)",
+    "trio_naive": "Trio naive length prefix",
+    "asyncio": "asyncio readexactly",
+}
+SIZE_NAMES = {64: "64 B", 1024: "1 KiB", 10240: "10 KiB", 102400: "100 KiB"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    name: str
+    connections: int
+    window: int
+
+
+PING_PONG = Mode("ping-pong", connections=10, window=1)
+PIPELINED = Mode("pipelined", connections=1, window=16)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    name: str
+    reps: int
+    sizes: tuple[int, ...]
+    warmup: float
+    duration: float
+    shutdown_ns: tuple[int, ...]
+    shutdown_reps: int
+    grace: float
+    busy_seconds: float
+    accept_connections: int
+    accept_reps: int
+    memory_ns: tuple[int, ...]
+    memory_reps: int
+
+
+FULL = Plan(
+    name="full",
+    reps=5,
+    sizes=(64, 1024, 10240, 102400),
+    warmup=0.2,
+    duration=1.0,
+    shutdown_ns=(100, 1000, 5000),
+    shutdown_reps=5,
+    grace=1.0,
+    busy_seconds=0.3,
+    accept_connections=2000,
+    accept_reps=5,
+    memory_ns=(1000, 5000),
+    memory_reps=5,
+)
+QUICK = dataclasses.replace(
+    FULL,
+    name="quick",
+    reps=3,
+    warmup=0.05,
+    duration=0.2,
+    shutdown_reps=1,
+    busy_seconds=0.2,
+    accept_reps=2,
+    memory_ns=(1000,),
+    memory_reps=1,
+)
+SMOKE = dataclasses.replace(
+    FULL,
+    name="smoke",
+    reps=1,
+    sizes=(64, 102400),
+    warmup=0.01,
+    duration=0.02,
+    shutdown_ns=(20,),
+    shutdown_reps=1,
+    grace=0.5,
+    busy_seconds=0.05,
+    accept_connections=50,
+    accept_reps=1,
+    memory_ns=(20,),
+    memory_reps=1,
+)
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def rotated(items: Sequence[str], by: int) -> list[str]:
+    by %= len(items)
+    return list(items[by:]) + list(items[:by])
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
+    return sorted_values[index]
+
+
+# ------------------------------------------------------------------ processes
+
+
+class Cores:
+    """Which core the server gets and which the client (this process)."""
+
+    def __init__(self) -> None:
+        available = sorted(os.sched_getaffinity(0))
+        self.pinned = len(available) >= 2
+        self.server: int | None = available[0] if self.pinned else None
+        self.client: int | None = available[1] if self.pinned else None
+        self.measured = available[:2]
+        if self.client is not None:
+            os.sched_setaffinity(0, {self.client})
+
+    def describe(self) -> str:
+        if not self.pinned:
+            return "not pinned (fewer than 2 cores available)"
+        return f"server on core {self.server}, client on core {self.client}"
+
+
+def raise_file_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class ServerProcess:
+    """One server variant in its own process (see ``servers.py``).
+
+    ``wait=False`` returns before the server is ready; call :meth:`wait_ready`
+    (so that several servers can start at once)."""
+
+    def __init__(self, cores: Cores, *, wait: bool = True, **config: Any) -> None:
+        config["cpu"] = cores.server
+        self.config = config
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVERS), json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.stdin = self.proc.stdin
+        self.stdout = self.proc.stdout
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        self.ready = self.read()
+        self.port: int = self.ready["port"]
+        self.pid: int = self.ready["pid"]
+
+    def read(self) -> dict[str, Any]:
+        line = self.stdout.readline()
+        if not line:
+            raise RuntimeError(f"server {self.config} exited: {self.proc.wait()}")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"server {self.config}: {answer['error']}")
+        return answer
+
+    def request(self, command: str) -> dict[str, Any]:
+        self.stdin.write(command.encode() + b"\n")
+        return self.read()
+
+    def close(self) -> None:
+        """End of input: the server stops (aborting what is left)."""
+        if not self.stdin.closed:
+            self.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"server {self.config} did not stop") from None
+        self.stdout.close()
+
+
+# ----------------------------------------------------------------- throughput
+
+
+def run_throughput(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
+    servers = {
+        v: ServerProcess(cores, variant=v, kind="echo", wait=False)
+        for v in THROUGHPUT_VARIANTS
+    }
+    for server in servers.values():
+        server.wait_ready()
+    records: list[dict[str, Any]] = []
+    try:
+        cells = [(mode, size) for mode in (PING_PONG, PIPELINED) for size in plan.sizes]
+        for rep in range(plan.reps):
+            for index, (mode, size) in enumerate(cells):
+                for variant in rotated(THROUGHPUT_VARIANTS, rep + index):
+                    server = servers[variant]
+                    result = client.throughput(
+                        server.port,
+                        server.pid,
+                        client.FRAMINGS[variant],
+                        size,
+                        connections=mode.connections,
+                        window=mode.window,
+                        warmup=plan.warmup,
+                        duration=plan.duration,
+                        cores=cores.measured,
+                    )
+                    rtts = sorted(result.rtts)
+                    record = {
+                        "rep": rep,
+                        "mode": mode.name,
+                        "size": size,
+                        "variant": variant,
+                        "messages": result.messages,
+                        "seconds": result.seconds,
+                        "msgs_per_s": result.messages / result.seconds,
+                        "p50_us": percentile(rtts, 0.50) * 1e6,
+                        "p99_us": percentile(rtts, 0.99) * 1e6,
+                        "server_cpu_s": result.server_cpu,
+                        "client_cpu_s": result.client_cpu,
+                        "others_cpu_s": result.others_cpu,
+                    }
+                    records.append(record)
+                    progress(
+                        f"throughput {rep + 1}/{plan.reps} {mode.name} "
+                        f"{SIZE_NAMES.get(size, size)} {variant}: "
+                        f"{record['msgs_per_s']:,.0f} msg/s, server CPU "
+                        f"{result.server_cpu / result.seconds:.0%}"
+                    )
+    finally:
+        for server in servers.values():
+            server.close()
+    return records
+
+
+def cpu_per_message(record: dict[str, Any]) -> float:
+    seconds: float = record["server_cpu_s"]
+    messages: int = record["messages"]
+    return seconds / max(1, messages)
+
+
+def summarize_throughput(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    cells: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = {}
+    for r in records:
+        cells.setdefault((r["mode"], r["size"]), {}).setdefault(
+            r["variant"], []
+        ).append(r)
+    rows = []
+    for (mode, size), by_variant in cells.items():
+        adieu_runs = {r["rep"]: r for r in by_variant["adieu"]}
+        adieu_share = median(
+            r["server_cpu_s"] / r["seconds"] for r in adieu_runs.values()
+        )
+        for variant in THROUGHPUT_VARIANTS:
+            runs = by_variant[variant]
+            msgs = median(r["msgs_per_s"] for r in runs)
+            ratios = [
+                adieu_runs[r["rep"]]["msgs_per_s"] / r["msgs_per_s"] for r in runs
+            ]
+            cpu_ratios = [
+                cpu_per_message(r) / cpu_per_message(adieu_runs[r["rep"]]) for r in runs
+            ]
+            share = median(r["server_cpu_s"] / r["seconds"] for r in runs)
+            rows.append(
+                {
+                    "mode": mode,
+                    "size": size,
+                    "variant": variant,
+                    "msgs_per_s": msgs,
+                    "mb_per_s": msgs * size / 1e6,
+                    "p50_us": median(r["p50_us"] for r in runs),
+                    "p99_us": median(r["p99_us"] for r in runs),
+                    "server_cpu_us_per_msg": median(cpu_per_message(r) for r in runs)
+                    * 1e6,
+                    "server_cpu_share": share,
+                    "client_cpu_share": median(
+                        r["client_cpu_s"] / r["seconds"] for r in runs
+                    ),
+                    "others_share": median(
+                        r["others_cpu_s"] / r["seconds"] for r in runs
+                    ),
+                    "adieu_ratio": median(ratios),
+                    "cpu_ratio": median(cpu_ratios),
+                    "server_bound": share >= SERVER_BOUND,
+                    "both_bound": min(share, adieu_share) >= SERVER_BOUND,
+                }
+            )
+    return rows
+
+
+# ------------------------------------------------------------------- shutdown
+
+SHUTDOWN_LOADS = ("idle", "busy", "stubborn")
+
+
+def run_shutdown(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
+    records = []
+    for rep in range(plan.shutdown_reps):
+        for index, n in enumerate(plan.shutdown_ns):
+            for load in rotated(SHUTDOWN_LOADS, rep + index):
+                # Only the stubborn clients reach the grace period; the others
+                # get a long one, so that their time is their own.
+                grace = plan.grace if load == "stubborn" else 30.0
+                server = ServerProcess(
+                    cores,
+                    variant="adieu",
+                    kind="shutdown",
+                    max_connections=n + 100,
+                    grace=grace,
+                )
+                try:
+                    bench = client.ShutdownClient(
+                        server.port,
+                        n,
+                        busy=load != "idle",
+                        stubborn_every=10 if load == "stubborn" else 0,
+                    )
+                    bench.connect_all()
+                    result = bench.run_shutdown(
+                        server.stdin.fileno(),
+                        server.stdout.fileno(),
+                        traffic_seconds=plan.busy_seconds,
+                        timeout=grace + 60,
+                    )
+                finally:
+                    server.close()
+                record = dataclasses.asdict(result)
+                record.update(rep=rep, n=n, load=load, grace=grace)
+                records.append(record)
+                srv = result.server
+                progress(
+                    f"shutdown {rep + 1}/{plan.shutdown_reps} N={n} {load}: "
+                    f"{srv['duration'] * 1000:.0f} ms, {srv['counts']['clean']} clean, "
+                    f"{result.lost_replies} lost"
+                )
+    return records
+
+
+def summarize_shutdown(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    cells: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for r in records:
+        cells.setdefault((r["n"], r["load"]), []).append(r)
+    rows = []
+    for (n, load), runs in sorted(
+        cells.items(), key=lambda kv: (kv[0][0], SHUTDOWN_LOADS.index(kv[0][1]))
+    ):
+        durations = [r["server"]["duration"] for r in runs]
+        grace = runs[0]["grace"]
+        clean = [r["server"]["counts"]["clean"] for r in runs]
+        rows.append(
+            {
+                "n": n,
+                "load": load,
+                "grace": grace,
+                "duration_ms": median(durations) * 1000,
+                "min_ms": min(durations) * 1000,
+                "max_ms": max(durations) * 1000,
+                "past_grace_ms": (median(durations) - grace) * 1000,
+                "client_ms": median(r["client_seconds"] for r in runs) * 1000,
+                "clean": median(clean),
+                "not_clean": median(
+                    r["connections"] - c for r, c in zip(runs, clean, strict=True)
+                ),
+                "kinds": runs[-1]["server"]["counts"],
+                "requests": median(r["requests"] for r in runs),
+                "lost_replies": max(r["lost_replies"] for r in runs),
+                "end_mismatches": max(r["end_mismatches"] for r in runs),
+                "cut_requests": median(r["cut_requests"] for r in runs),
+                "compliant_cut": median(r["compliant_cut"] for r in runs),
+                "cpu_ms": median(r["server"]["cpu"] for r in runs) * 1000,
+                "gc_ms": median(sum(r["server"]["gc"]) for r in runs) * 1000,
+                "full_gcs": median(r["server"]["gc_collections"][2] for r in runs),
+                "server_cpu_share": median(
+                    r["server"]["cpu"] / r["server"]["elapsed"] for r in runs
+                ),
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------- accept
+
+ACCEPT_VARIANTS = ("adieu", "trio_raw")
+
+
+def run_accept(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
+    records = []
+    m = plan.accept_connections
+    for rep in range(plan.accept_reps):
+        for variant in rotated(ACCEPT_VARIANTS, rep):
+            server = ServerProcess(
+                cores, variant=variant, kind="accept", target=m, max_connections=m + 100
+            )
+            socks = []
+            try:
+                socks = client.connect_many(server.port, m, client.FRAMINGS[variant])
+                answer = server.request(f"wait {m}")
+            finally:
+                server.close()
+                client.close_all(socks)
+            rate = (m - 1) / answer["seconds"]
+            records.append(
+                {
+                    "rep": rep,
+                    "variant": variant,
+                    "connections": m,
+                    "seconds": answer["seconds"],
+                    "accepts_per_s": rate,
+                    "server_cpu_s": answer["cpu"],
+                }
+            )
+            progress(f"accept {rep + 1}/{plan.accept_reps} {variant}: {rate:,.0f}/s")
+    return records
+
+
+def summarize_accept(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    adieu_by_rep = {r["rep"]: r for r in records if r["variant"] == "adieu"}
+
+    def cpu_per_accept(record: dict[str, Any]) -> float:
+        seconds: float = record["server_cpu_s"]
+        connections: int = record["connections"]
+        return seconds / (connections - 1)
+
+    rows = []
+    for variant in ACCEPT_VARIANTS:
+        runs = [r for r in records if r["variant"] == variant]
+        share = median(r["server_cpu_s"] / r["seconds"] for r in runs)
+        rows.append(
+            {
+                "variant": variant,
+                "accepts_per_s": median(r["accepts_per_s"] for r in runs),
+                "server_cpu_share": share,
+                "server_bound": share >= SERVER_BOUND,
+                "cpu_us_per_accept": median(cpu_per_accept(r) for r in runs) * 1e6,
+                "adieu_ratio": median(
+                    adieu_by_rep[r["rep"]]["accepts_per_s"] / r["accepts_per_s"]
+                    for r in runs
+                ),
+                "cpu_ratio": median(
+                    cpu_per_accept(r) / cpu_per_accept(adieu_by_rep[r["rep"]])
+                    for r in runs
+                ),
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------- memory
+
+#: Connects between two waits for the server: below the listen backlog.
+_MEMORY_BATCH = 1000
+
+
+def run_memory(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
+    records = []
+    for rep in range(plan.memory_reps):
+        for index, n in enumerate(plan.memory_ns):
+            for variant in rotated(ACCEPT_VARIANTS, rep + index):
+                server = ServerProcess(
+                    cores, variant=variant, kind="memory", max_connections=n + 100
+                )
+                socks: list[Any] = []
+                try:
+                    base = server.ready["baseline"]
+                    while len(socks) < n:
+                        batch = min(_MEMORY_BATCH, n - len(socks))
+                        socks += client.connect_many(
+                            server.port, batch, client.FRAMINGS[variant]
+                        )
+                        server.request(f"wait {len(socks)}")
+                    now = server.request("measure")
+                finally:
+                    server.close()
+                    client.close_all(socks)
+                heap = (now["heap"] - base["heap"]) / n
+                rss = (
+                    now["rss"] - base["rss"] - (now["tracing"] - base["tracing"])
+                ) / n
+                records.append(
+                    {
+                        "rep": rep,
+                        "variant": variant,
+                        "n": n,
+                        "heap_per_conn": heap,
+                        "rss_per_conn": rss,
+                    }
+                )
+                progress(
+                    f"memory {rep + 1}/{plan.memory_reps} N={n} {variant}: "
+                    f"{heap:,.0f} B heap, {rss:,.0f} B RSS per connection"
+                )
+    return records
+
+
+def summarize_memory(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for n in sorted({r["n"] for r in records}):
+        raw = {
+            r["rep"]: r["heap_per_conn"]
+            for r in records
+            if r["n"] == n and r["variant"] == "trio_raw"
+        }
+        for variant in ACCEPT_VARIANTS:
+            runs = [r for r in records if r["n"] == n and r["variant"] == variant]
+            rows.append(
+                {
+                    "n": n,
+                    "variant": variant,
+                    "heap_per_conn": median(r["heap_per_conn"] for r in runs),
+                    "rss_per_conn": median(r["rss_per_conn"] for r in runs),
+                    "heap_vs_raw": median(
+                        r["heap_per_conn"] / raw[r["rep"]] for r in runs
+                    ),
+                }
+            )
+    return rows
+
+
+# -------------------------------------------------------------------- targets
+
+
+def _shown(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, int):
+        return f"{value:,}{unit}"
+    if unit == "x":
+        return f"{value:,.3f}{unit}"
+    return f"{value:,.0f}{unit}" if abs(value) >= 100 else f"{value:,.1f}{unit}"
+
+
+def evaluate_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue, measured as the issue states it (wall
+    clock), and where it has one, its equivalent in server CPU time, which a
+    busy machine disturbs far less."""
+    targets: list[dict[str, Any]] = []
+
+    def add(
+        name: str,
+        goal: str,
+        check: Callable[[float], bool],
+        unit: str,
+        measured: float | None,
+        by_cpu: float | None = None,
+        server_bound: bool = True,
+    ) -> None:
+        targets.append(
+            {
+                "target": name,
+                "goal": goal,
+                "measured": _shown(measured, unit) + ("" if server_bound else FLAG),
+                "met": None if measured is None else check(measured),
+                "cpu_measured": "" if by_cpu is None else _shown(by_cpu, unit),
+                "cpu_met": None if by_cpu is None else check(by_cpu),
+            }
+        )
+
+    cells = {(r["mode"], r["size"], r["variant"]): r for r in summary["throughput"]}
+    for mode, size, variant, goal in (
+        ("ping-pong", 1024, "trio_naive", 1.0),
+        ("ping-pong", 10240, "trio_raw", 0.95),
+        ("ping-pong", 102400, "trio_raw", 0.90),
+        ("ping-pong", 1024, "asyncio", 1.1),
+        ("pipelined", 64, "trio_naive", 2.0),
+    ):
+        row = cells.get((mode, size, variant))
+        add(
+            f"{mode} {SIZE_NAMES[size]}: adieu ÷ {VARIANT_NAMES[variant]}",
+            f"≥ {goal:g}x",
+            functools.partial(operator.le, goal),
+            "x",
+            None if row is None else float(row["adieu_ratio"]),
+            None if row is None else float(row["cpu_ratio"]),
+            row is None or bool(row["both_bound"]),
+        )
+
+    shutdown = {(r["n"], r["load"]): r for r in summary["shutdown"]}
+    busy = shutdown.get((1000, "busy"))
+    if busy is not None:
+        add(
+            "shutdown of 1,000 busy connections",
+            "≤ 300 ms",
+            lambda v: v <= 300,
+            " ms",
+            busy["duration_ms"],
+            busy["cpu_ms"],
+        )
+    if summary["shutdown"]:
+        lost = int(
+            sum(r["lost_replies"] + r["end_mismatches"] for r in summary["shutdown"])
+        )
+        add("lost replies, every shutdown run", "0", lambda v: v == 0, "", lost)
+    for load in ("busy", "idle"):
+        small, large = shutdown.get((1000, load)), shutdown.get((5000, load))
+        if small is not None and large is not None:
+            add(
+                f"shutdown time N=5,000 ÷ N=1,000, {load}",
+                "≤ 5x",
+                lambda v: v <= 5,
+                "x",
+                large["duration_ms"] / small["duration_ms"],
+                large["cpu_ms"] / small["cpu_ms"],
+            )
+    for row in summary["shutdown"]:
+        if row["load"] == "stubborn":
+            add(
+                f"10% stubborn clients, N={row['n']:,}: cut past the grace period",
+                "≤ 50 ms",
+                lambda v: v <= 50,
+                " ms",
+                row["past_grace_ms"],
+            )
+    accept = {r["variant"]: r for r in summary["accept"]}
+    if "trio_raw" in accept:
+        add(
+            "accept rate: adieu ÷ trio.serve_listeners",
+            "≥ 0.8x",
+            lambda v: v >= 0.8,
+            "x",
+            accept["trio_raw"]["adieu_ratio"],
+            accept["trio_raw"]["cpu_ratio"],
+        )
+    for row in summary["memory"]:
+        if row["variant"] == "adieu":
+            add(
+                f"idle heap per connection, N={row['n']:,}",
+                "≤ 10 KiB",
+                lambda v: v <= 10,
+                " KiB",
+                row["heap_per_conn"] / 1024,
+            )
+    return targets
+
+
+# -------------------------------------------------------------------- output
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
+    """A Markdown table; ``align`` has one letter per column, l or r."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (
+            c.rjust(w) if a == "r" else c.ljust(w)
+            for c, w, a in zip(cells, widths, align, strict=True)
+        )
+        return "| " + " | ".join(padded) + " |"
+
+    rule = (
+        "|"
+        + "|".join(
+            "-" * (w + 1) + (":" if a == "r" else "-")
+            for w, a in zip(widths, align, strict=True)
+        )
+        + "|"
+    )
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def flagged(text: str, bound: bool) -> str:
+    return text if bound else text + FLAG
+
+
+def disturbed(text: str, share: float) -> str:
+    return text + DISTURBED_FLAG if share > DISTURBED else text
+
+
+def render(
+    summary: dict[str, Any], targets: list[dict[str, Any]], info: dict[str, Any]
+) -> str:
+    out = [
+        f"## Run: {info['plan']} — {info['date']}",
+        "",
+        f"{info['machine']}; Python {info['python']}, trio {info['trio']}, "
+        f"adieu {info['adieu']} ({info['commit']}); {info['cores']}. "
+        f"Took {info['elapsed']:.0f} s; other processes used "
+        f"{info['others_share']:.0%} of a core on average meanwhile.",
+        "",
+        f"### Throughput (echo; median of {info['reps']}; ratio = adieu ÷ that server, "
+        "median of per-round ratios)",
+        "",
+        f"Ping-pong: {PING_PONG.connections} connections, one message in flight on "
+        f"each. Pipelined: {PIPELINED.connections} connection, {PIPELINED.window} "
+        "messages in flight. MB/s counts payload one way. Round trips in µs. "
+        "CPU: share of one core. "
+        f"{FLAG}: the server used less than {SERVER_BOUND:.0%} of its core, so it "
+        "was not the bottleneck (or could not get its core). Others: CPU used "
+        "on the two cores by anything but the server and the client "
+        f"(other processes, interrupts); {DISTURBED_FLAG}: above {DISTURBED:.0%}, "
+        "the cell was disturbed. adieu ÷: adieu's msg/s divided by that "
+        f"server's ({FLAG} if either server was below {SERVER_BOUND:.0%}). "
+        "CPU ÷: that server's CPU per message divided by adieu's (above 1: "
+        "adieu spends less CPU per message), less sensitive to a busy machine.",
+        "",
+    ]
+    rows = []
+    for r in summary["throughput"]:
+        rows.append(
+            [
+                r["mode"],
+                SIZE_NAMES.get(r["size"], str(r["size"])),
+                VARIANT_NAMES[r["variant"]],
+                flagged(f"{r['msgs_per_s']:,.0f}", r["server_bound"]),
+                f"{r['mb_per_s']:,.1f}",
+                f"{r['p50_us']:,.0f}",
+                f"{r['p99_us']:,.0f}",
+                f"{r['server_cpu_us_per_msg']:,.1f}",
+                f"{r['server_cpu_share']:.0%}",
+                f"{r['client_cpu_share']:.0%}",
+                disturbed(f"{r['others_share']:.0%}", r["others_share"]),
+                "—"
+                if r["variant"] == "adieu"
+                else flagged(f"{r['adieu_ratio']:.2f}x", r["both_bound"]),
+                "—" if r["variant"] == "adieu" else f"{r['cpu_ratio']:.2f}x",
+            ]
+        )
+    out.append(
+        table(
+            [
+                "mode",
+                "size",
+                "server",
+                "msg/s",
+                "MB/s",
+                "p50",
+                "p99",
+                "srv CPU µs/msg",
+                "srv CPU",
+                "client CPU",
+                "others",
+                "adieu ÷",
+                "CPU ÷",
+            ],
+            rows,
+            "lrlrrrrrrrrrr",
+        )
+    )
+    out += [
+        "",
+        f"### Graceful shutdown (adieu; median of {info['shutdown_reps']})",
+        "",
+        "`server.shutdown()` from the call to the end of the last connection "
+        "(the server's report). Busy: every client keeps a 64 B request in "
+        "flight. Stubborn: 10% of the clients ignore SHUTDOWN and keep sending, "
+        f"grace period {info['grace']:g} s. Lost replies: requests a compliant "
+        "client sent without receiving the reply (worst run), plus server END "
+        "counts that differ from the client's count. GC ms: time in the "
+        "garbage collector during the shutdown (in brackets: full "
+        "collections).",
+        "",
+    ]
+    rows = []
+    for r in summary["shutdown"]:
+        rows.append(
+            [
+                f"{r['n']:,}",
+                r["load"],
+                f"{r['duration_ms']:,.0f}",
+                f"{r['min_ms']:,.0f}-{r['max_ms']:,.0f}",
+                f"{r['past_grace_ms']:+,.0f}" if r["load"] == "stubborn" else "",
+                f"{r['clean']:,.0f}",
+                f"{r['not_clean']:,.0f}",
+                f"{r['lost_replies'] + r['end_mismatches']}",
+                f"{r['requests']:,.0f}",
+                f"{r['cpu_ms']:,.0f}",
+                f"{r['server_cpu_share']:.0%}",
+                f"{r['gc_ms']:,.0f} ({r['full_gcs']:.0f})",
+            ]
+        )
+    out.append(
+        table(
+            [
+                "N",
+                "load",
+                "shutdown ms",
+                "min-max",
+                "past grace ms",
+                "clean",
+                "aborted",
+                "lost replies",
+                "requests",
+                "srv CPU ms",
+                "srv CPU",
+                "GC ms (full)",
+            ],
+            rows,
+            "rlrrrrrrrrrr",
+        )
+    )
+    out += [
+        "",
+        f"### Accept rate (median of {info['accept_reps']}; "
+        f"{info['accept_connections']:,} connections, timed in the server from "
+        "the first handler start to the last)",
+        "",
+    ]
+    rows = [
+        [
+            "adieu" if r["variant"] == "adieu" else "trio.serve_listeners",
+            flagged(f"{r['accepts_per_s']:,.0f}", r["server_bound"]),
+            f"{r['cpu_us_per_accept']:,.0f}",
+            f"{r['server_cpu_share']:.0%}",
+            "—" if r["variant"] == "adieu" else f"{r['adieu_ratio']:.2f}x",
+            "—" if r["variant"] == "adieu" else f"{r['cpu_ratio']:.2f}x",
+        ]
+        for r in summary["accept"]
+    ]
+    out.append(
+        table(
+            [
+                "server",
+                "connections/s",
+                "srv CPU µs/conn",
+                "srv CPU",
+                "adieu ÷",
+                "CPU ÷",
+            ],
+            rows,
+            "lrrrrr",
+        )
+    )
+    out += [
+        "",
+        f"### Memory per idle connection (median of {info['memory_reps']})",
+        "",
+        "Heap: tracemalloc's traced memory; RSS: resident set growth less "
+        "tracemalloc's own. Both divided by N. Kernel socket buffers are not "
+        "included.",
+        "",
+    ]
+    rows = [
+        [
+            f"{r['n']:,}",
+            "adieu" if r["variant"] == "adieu" else "Trio raw",
+            f"{r['heap_per_conn']:,.0f}",
+            f"{r['rss_per_conn']:,.0f}",
+            f"{r['heap_vs_raw']:.2f}x",
+        ]
+        for r in summary["memory"]
+    ]
+    out.append(
+        table(
+            ["N", "server", "heap B/conn", "RSS B/conn", "heap ÷ Trio raw"],
+            rows,
+            "rlrrr",
+        )
+    )
+    out += [
+        "",
+        "### Targets",
+        "",
+        "Measured as the issue states them (throughput and accept rate: ratios "
+        "of rates; shutdown: wall-clock time), and where there is one, the same "
+        "figure from the server's CPU time (ratios of CPU per message or per "
+        "connection; CPU ms of the shutdown), which other load on the machine "
+        f"disturbs far less. {FLAG}: a server of that cell was not the "
+        "bottleneck, so trust the CPU figure.",
+        "",
+    ]
+    verdict = {True: "met", False: "MISSED", None: ""}
+    rows = [
+        [
+            t["target"],
+            t["goal"],
+            t["measured"],
+            verdict[t["met"]],
+            t["cpu_measured"],
+            verdict[t["cpu_met"]],
+        ]
+        for t in targets
+    ]
+    out.append(
+        table(
+            ["target", "goal", "measured", "", "by server CPU", ""],
+            rows,
+            "llrlrl",
+        )
+    )
+    return "\n".join(out)
+
+
+def plot(summary: dict[str, Any], path: Path) -> bool:
+    """Shutdown time against N; ``False`` if matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    labels = {
+        "idle": "idle",
+        "busy": "busy (requests in flight)",
+        "stubborn": "10% stubborn: time past the grace period",
+    }
+    for load in SHUTDOWN_LOADS:
+        rows = [r for r in summary["shutdown"] if r["load"] == load]
+        if not rows:
+            continue
+        values = [
+            r["past_grace_ms"] if load == "stubborn" else r["duration_ms"] for r in rows
+        ]
+        ax.plot(
+            [r["n"] for r in rows],
+            [max(v, 0.1) for v in values],
+            marker="o",
+            label=labels[load],
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("connections (N)")
+    ax.set_ylabel("ms")
+    ax.set_title("adieu: graceful shutdown time against N")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process and of its finished children."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def environment(plan: Plan, cores: Cores) -> dict[str, Any]:
+    machine = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    machine = line.partition(":")[2].strip()
+                    break
+    except OSError:
+        pass
+    commit = "unknown commit"
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        commit = f"commit {head}" + (" with local changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return {
+        "plan": plan.name,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{machine}, {os.cpu_count()} cores, Linux {platform.release()}",
+        "python": platform.python_version(),
+        "trio": metadata.version("trio"),
+        "adieu": metadata.version("adieu"),
+        "commit": commit,
+        "cores": cores.describe(),
+        "reps": plan.reps,
+        "shutdown_reps": plan.shutdown_reps,
+        "accept_reps": plan.accept_reps,
+        "memory_reps": plan.memory_reps,
+        "accept_connections": plan.accept_connections,
+        "grace": plan.grace,
+    }
+
+
+#: The cells the profile runs: the throughput targets.
+PROFILE_CELLS = ((PING_PONG, 1024), (PIPELINED, 64), (PING_PONG, 102400))
+
+
+def profile(cores: Cores, path: Path, seconds: float) -> None:
+    """Run the adieu echo server under cProfile through the target cells and
+    print where its time goes."""
+    import pstats
+
+    server = ServerProcess(cores, variant="adieu", kind="echo", profile=str(path))
+    try:
+        for mode, size in PROFILE_CELLS:
+            result = client.throughput(
+                server.port,
+                server.pid,
+                client.ADIEU,
+                size,
+                connections=mode.connections,
+                window=mode.window,
+                warmup=0.1,
+                duration=seconds,
+            )
+            progress(
+                f"profiled {mode.name} {SIZE_NAMES[size]}: "
+                f"{result.messages / result.seconds:,.0f} msg/s under the profiler"
+            )
+    finally:
+        server.close()
+    stats = pstats.Stats(str(path))
+    print(f"## Profile of the adieu echo server ({path})\n")
+    print("By own time:")
+    stats.sort_stats("tottime").print_stats(25)
+    print("By cumulative time, adieu's functions:")
+    stats.sort_stats("cumulative").print_stats("adieu", 25)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--quick", action="store_true", help="a short run (under 2 minutes)"
+    )
+    group.add_argument(
+        "--smoke", action="store_true", help="seconds: check that every variant runs"
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="PATH", help="write every figure as JSON"
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PATH",
+        help="shutdown time against N as PNG (needs matplotlib; default for the "
+        "full run: bench/shutdown_time.png)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="PATH",
+        help="instead of the benchmark: profile the adieu server (cProfile) "
+        "through the throughput targets' cells, write the stats to PATH and "
+        "print the top functions",
+    )
+    args = parser.parse_args(argv)
+    plan = SMOKE if args.smoke else QUICK if args.quick else FULL
+    cores = Cores()
+    raise_file_limit()
+    if args.profile is not None:
+        profile(cores, args.profile, seconds=0.5 if args.smoke else 3.0)
+        return 0
+    started = time.monotonic()
+    busy_before, own_before = (
+        client.cores_busy_seconds(cores.measured),
+        own_cpu_seconds(),
+    )
+    info = environment(plan, cores)
+    progress(f"{plan.name} run; {cores.describe()}")
+
+    sections = {
+        "throughput": run_throughput,
+        "shutdown": run_shutdown,
+        "accept": run_accept,
+        "memory": run_memory,
+    }
+    records = {}
+    for name, section in sections.items():
+        begun = time.monotonic()
+        records[name] = section(plan, cores)
+        info[f"{name}_seconds"] = time.monotonic() - begun
+        progress(f"{name}: {info[f'{name}_seconds']:.1f} s")
+    summaries: dict[str, Callable[[list[dict[str, Any]]], list[dict[str, Any]]]] = {
+        "throughput": summarize_throughput,
+        "shutdown": summarize_shutdown,
+        "accept": summarize_accept,
+        "memory": summarize_memory,
+    }
+    summary = {name: summaries[name](records[name]) for name in records}
+    targets = evaluate_targets(summary)
+    info["elapsed"] = time.monotonic() - started
+    others = client.cores_busy_seconds(cores.measured) - busy_before
+    others -= own_cpu_seconds() - own_before
+    info["others_share"] = max(0.0, others) / info["elapsed"]
+    print(render(summary, targets, info))
+
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "environment": info,
+                    "records": records,
+                    "summary": summary,
+                    "targets": targets,
+                },
+                indent=1,
+            )
+        )
+    plot_path = (
+        args.plot
+        if args.plot is not None
+        else (HERE / "shutdown_time.png" if plan is FULL else None)
+    )
+    if plot_path is not None and not plot(summary, plot_path):
+        progress("matplotlib is not installed (pip install -e '.[bench]'): no plot")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

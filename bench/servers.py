@@ -1,0 +1,408 @@
+"""The servers under test, one per process.
+
+Started by ``run.py`` as ``python servers.py CONFIG`` where CONFIG is a JSON
+object (``variant``, ``kind``, ``cpu`` and the options of that kind). The
+process pins itself to one core, raises its file-descriptor limit, starts
+listening on 127.0.0.1, and prints one JSON line: ``{"port": ..., "pid": ...}``
+(plus a memory baseline for the ``memory`` kind). It then reads commands, one
+per line, on standard input and answers each with one JSON line on standard
+output; end of input makes it stop (aborting any connection left).
+
+Variants (what a user would pick instead of adieu, and adieu itself):
+
+* ``adieu``: :func:`adieu.open_tcp_server` with an echo handler;
+* ``trio_raw``: :func:`trio.serve_listeners`, echoing bytes unframed;
+* ``trio_naive``: :func:`trio.serve_listeners` with a naive 4-byte length
+  prefix, each field read by a loop of ``receive_some``;
+* ``asyncio``: :func:`asyncio.start_server` streams with ``readexactly``
+  framing (the same 4-byte prefix).
+
+Kinds:
+
+* ``echo``: serve until end of input (throughput);
+* ``shutdown`` (adieu only): command ``shutdown`` runs
+  :meth:`adieu.Server.shutdown` and answers with its report, then the
+  process ends;
+* ``accept``: counts handler starts; command ``wait K`` answers once K
+  handlers have started, with the server-side times of the first and the
+  K-th start and the CPU time spent between them;
+* ``memory``: traces allocations (:mod:`tracemalloc`); command ``wait K`` as
+  above, command ``measure`` answers with the heap, the tracing overhead and
+  the resident set size once every task is blocked.
+
+With ``"profile": PATH`` the server runs under :mod:`cProfile` (the
+``shutdown`` kind: only the shutdown) and writes its statistics to PATH. With
+``"freeze_gc": true`` the ``shutdown`` kind calls :func:`gc.freeze` just
+before the shutdown (a diagnostic: what the cyclic garbage collector's full
+collections cost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import resource
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+import trio.testing
+
+import adieu
+
+#: Bytes asked of a socket per read by the raw Trio echo (Trio's default).
+_RAW_READ_SIZE = 65536
+
+
+def prepare_process(cpu: int | None) -> None:
+    """Pin this process to ``cpu`` (if given) and raise the soft limit of
+    open files to the hard limit, so that thousands of sockets fit."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def answer(obj: dict[str, Any]) -> None:
+    """Write one JSON line to the controlling process."""
+    os.write(1, (json.dumps(obj) + "\n").encode())
+
+
+def rss_bytes() -> int:
+    """This process's resident set size, in bytes."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+# ----------------------------------------------------------------- handlers
+
+
+async def adieu_echo(conn: adieu.Connection) -> None:
+    async for message in conn:
+        await conn.send(message)
+
+
+async def trio_raw_echo(stream: trio.SocketStream) -> None:
+    async with stream:
+        with contextlib.suppress(trio.BrokenResourceError):
+            while True:
+                data = await stream.receive_some(_RAW_READ_SIZE)
+                if not data:
+                    return
+                await stream.send_all(data)
+
+
+async def _receive_exactly(stream: trio.SocketStream, size: int) -> bytearray | None:
+    """``size`` bytes, by as many ``receive_some`` calls as it takes; ``None``
+    at end of stream before the first byte."""
+    buffer = bytearray()
+    while len(buffer) < size:
+        chunk = await stream.receive_some(size - len(buffer))
+        if not chunk:
+            if buffer:
+                raise trio.BrokenResourceError("end of stream inside a frame")
+            return None
+        buffer += chunk
+    return buffer
+
+
+async def trio_naive_echo(stream: trio.SocketStream) -> None:
+    async with stream:
+        with contextlib.suppress(trio.BrokenResourceError):
+            while True:
+                header = await _receive_exactly(stream, 4)
+                if header is None:
+                    return
+                payload = await _receive_exactly(stream, int.from_bytes(header, "big"))
+                if payload is None:
+                    return
+                await stream.send_all(header + payload)
+
+
+# ------------------------------------------------------------------ control
+
+
+class Control:
+    """Command lines from standard input, read without blocking Trio."""
+
+    def __init__(self) -> None:
+        self._stream = trio.lowlevel.FdStream(os.dup(0))
+        self._pending = bytearray()
+
+    async def readline(self) -> str | None:
+        while b"\n" not in self._pending:
+            chunk = await self._stream.receive_some(4096)
+            if not chunk:
+                return None
+            self._pending += chunk
+        line, _, rest = self._pending.partition(b"\n")
+        self._pending = bytearray(rest)
+        return line.decode().strip()
+
+
+class Starts:
+    """Counts handler starts; wakes whoever waits for a count."""
+
+    def __init__(self, target: int) -> None:
+        self.started = 0
+        self.live = 0
+        self.target = target
+        self.first: tuple[float, float] | None = None
+        self.at_target: tuple[float, float] | None = None
+        self._waiters: list[tuple[int, trio.Event]] = []
+
+    def wrap(self, handler: Callable[[Any], Awaitable[None]]) -> Any:
+        async def counted(arg: Any) -> None:
+            self.started += 1
+            self.live += 1
+            if self.started == 1:
+                self.first = (time.perf_counter(), time.process_time())
+            if self.started == self.target:
+                self.at_target = (time.perf_counter(), time.process_time())
+            for count, event in self._waiters:
+                if self.started >= count:
+                    event.set()
+            try:
+                await handler(arg)
+            finally:
+                self.live -= 1
+
+        return counted
+
+    async def wait(self, count: int) -> None:
+        if self.started >= count:
+            await trio.lowlevel.checkpoint()
+            return
+        event = trio.Event()
+        self._waiters.append((count, event))
+        await event.wait()
+        self._waiters.remove((count, event))
+
+
+class GcTimer:
+    """Time spent in the garbage collector while the block runs, per
+    generation."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+def memory_now() -> dict[str, int]:
+    gc.collect()
+    return {
+        "heap": tracemalloc.get_traced_memory()[0],
+        "tracing": tracemalloc.get_tracemalloc_memory(),
+        "rss": rss_bytes(),
+    }
+
+
+async def settle() -> None:
+    """Wait until every task is blocked (handlers and readers parked)."""
+    await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+
+
+async def command_loop(
+    control: Control,
+    starts: Starts | None,
+    server: adieu.Server | None,
+    config: dict[str, Any],
+) -> bool:
+    """Answer commands until end of input (returns ``False``) or a shutdown
+    has run (returns ``True``)."""
+    while True:
+        line = await control.readline()
+        if line is None:
+            return False
+        command, _, argument = line.partition(" ")
+        if command == "wait" and starts is not None:
+            await starts.wait(int(argument))
+            result: dict[str, Any] = {"started": starts.started, "live": starts.live}
+            if starts.first is not None and starts.at_target is not None:
+                result["seconds"] = starts.at_target[0] - starts.first[0]
+                result["cpu"] = starts.at_target[1] - starts.first[1]
+            answer(result)
+        elif command == "measure":
+            await settle()
+            answer(memory_now())
+        elif command == "top" and _baseline_snapshot:
+            # Where the memory measured since the baseline went, by line.
+            await settle()
+            gc.collect()
+            now = tracemalloc.take_snapshot().filter_traces(_NOT_TRACEMALLOC)
+            stats = now.compare_to(_baseline_snapshot[0], "lineno")
+            answer(
+                {
+                    "top": [
+                        [str(s.traceback), s.size_diff, s.count_diff]
+                        for s in stats[: int(argument or 25)]
+                    ]
+                }
+            )
+        elif command == "shutdown" and server is not None:
+            profiler = None
+            if config.get("profile"):
+                import cProfile
+
+                profiler = cProfile.Profile()
+                profiler.enable()
+            if config.get("freeze_gc"):
+                # Diagnostic: move every object alive now out of the
+                # collector's reach, so that only what the shutdown itself
+                # allocates is scanned.
+                gc.freeze()
+            cpu = time.process_time()
+            start = trio.current_time()
+            with GcTimer() as gc_timer:
+                report = await server.shutdown(float(config["grace"]))
+            elapsed = trio.current_time() - start
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(config["profile"])
+            terminations = [c.termination for c in report.connections]
+            answer(
+                {
+                    "duration": report.duration,
+                    "elapsed": elapsed,
+                    "cpu": time.process_time() - cpu,
+                    "connections": len(report.connections),
+                    "counts": {k.value: n for k, n in report.counts.items()},
+                    "lossless": report.lossless,
+                    "received": sum(t.messages_received for t in terminations),
+                    "sent": sum(t.messages_sent for t in terminations),
+                    "discarded": sum(t.messages_discarded for t in terminations),
+                    "gc": gc_timer.seconds,
+                    "gc_collections": gc_timer.collections,
+                }
+            )
+            return True
+        else:
+            answer({"error": f"unknown command {line!r}"})
+
+
+# ------------------------------------------------------------------ serving
+
+
+async def serve_trio(config: dict[str, Any]) -> None:
+    variant = config["variant"]
+    kind = config["kind"]
+    control = Control()
+    counting = kind in ("accept", "memory")
+    starts = Starts(int(config.get("target", 0))) if counting else None
+    if variant == "adieu":
+        handler: Any = adieu_echo
+        if starts is not None:
+            handler = starts.wrap(handler)
+        async with adieu.open_tcp_server(
+            handler,
+            "127.0.0.1",
+            0,
+            max_connections=int(config.get("max_connections", 1000)),
+            grace_period=float(config.get("grace", 10.0)),
+        ) as server:
+            announce(server.port, kind, bool(config.get("snapshot")))
+            if not await command_loop(control, starts, server, config):
+                server.abort()
+        return
+    raw = {"trio_raw": trio_raw_echo, "trio_naive": trio_naive_echo}[variant]
+    if starts is not None:
+        raw = starts.wrap(raw)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, raw, listeners)
+        announce(
+            listeners[0].socket.getsockname()[1], kind, bool(config.get("snapshot"))
+        )
+        await command_loop(control, starts, None, config)
+        nursery.cancel_scope.cancel()
+
+
+#: With ``"snapshot": true`` (memory kind), the allocation snapshot taken at
+#: the baseline, for the ``top`` command. Off in the benchmark: the snapshot
+#: itself would count in the heap measured.
+_baseline_snapshot: list[tracemalloc.Snapshot] = []
+_NOT_TRACEMALLOC = (tracemalloc.Filter(False, tracemalloc.__file__),)
+
+
+def announce(port: int, kind: str, snapshot: bool = False) -> None:
+    ready: dict[str, Any] = {"port": port, "pid": os.getpid()}
+    if kind == "memory":
+        ready["baseline"] = memory_now()
+        if snapshot:
+            _baseline_snapshot.append(
+                tracemalloc.take_snapshot().filter_traces(_NOT_TRACEMALLOC)
+            )
+    answer(ready)
+
+
+async def serve_asyncio(config: dict[str, Any]) -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                header = await reader.readexactly(4)
+                payload = await reader.readexactly(int.from_bytes(header, "big"))
+                writer.write(header + payload)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    announce(server.sockets[0].getsockname()[1], config["kind"])
+    loop = asyncio.get_running_loop()
+    commands = asyncio.StreamReader()
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(commands), os.fdopen(os.dup(0), "rb")
+    )
+    while await commands.readline():
+        answer({"error": "the asyncio server takes no commands"})
+    server.close()
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    prepare_process(config.get("cpu"))
+    if config["kind"] == "memory":
+        tracemalloc.start()
+    if config.get("profile") and config["kind"] != "shutdown":
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            trio.run(serve_trio, config)
+        finally:
+            profiler.disable()
+            profiler.dump_stats(config["profile"])
+        return
+    if config["variant"] == "asyncio":
+        asyncio.run(serve_asyncio(config))
+    else:
+        trio.run(serve_trio, config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The benchmark's smoke mode, so that the benchmark cannot rot.
+
+``bench/run.py --smoke`` runs every variant of every section for a moment.
+Its figures mean nothing (a test run shares the machine with everything
+else), so nothing here looks at a speed; what is checked is that each
+variant ran, that the tables were printed, and what must hold whatever the
+speed: a graceful shutdown loses no reply, and it cuts only the clients that
+ignore SHUTDOWN.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+SERVERS = (
+    "adieu",
+    "Trio raw (unframed)",
+    "Trio naive length prefix",
+    "asyncio readexactly",
+)
+HEADINGS = (
+    "### Throughput",
+    "### Graceful shutdown",
+    "### Accept rate",
+    "### Memory per idle connection",
+    "### Targets",
+)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    results = tmp_path_factory.mktemp("bench") / "results.json"
+    done = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--json", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, json.loads(results.read_text())
+
+
+@pytest.mark.slow
+def test_smoke_run_prints_every_table(smoke: tuple[str, dict[str, Any]]) -> None:
+    output, _ = smoke
+    for heading in HEADINGS:
+        assert heading in output
+    for mode in ("ping-pong", "pipelined"):
+        for server in SERVERS:
+            assert any(
+                line.startswith(f"| {mode} ") and f"| {server} " in line
+                for line in output.splitlines()
+            ), (mode, server)
+
+
+@pytest.mark.slow
+def test_smoke_run_exchanges_messages_with_every_throughput_variant(
+    smoke: tuple[str, dict[str, Any]],
+) -> None:
+    _, results = smoke
+    cells = {
+        (r["mode"], r["size"], r["variant"]): r["messages"]
+        for r in results["records"]["throughput"]
+    }
+    variants = {variant for _, _, variant in cells}
+    assert variants == {"adieu", "trio_raw", "trio_naive", "asyncio"}
+    assert len(cells) == 2 * 2 * 4  # two modes, two sizes, four servers
+    assert all(messages > 0 for messages in cells.values())
+
+
+@pytest.mark.slow
+def test_smoke_shutdowns_lose_no_reply_and_cut_only_stubborn_clients(
+    smoke: tuple[str, dict[str, Any]],
+) -> None:
+    _, results = smoke
+    runs = results["records"]["shutdown"]
+    assert {r["load"] for r in runs} == {"idle", "busy", "stubborn"}
+    for run in runs:
+        assert run["lost_replies"] == 0
+        assert run["end_mismatches"] == 0
+        # Every compliant client ended cleanly or was told it was cut (a
+        # slow machine may need more than the grace period); every stubborn
+        # one was cut, by a reset.
+        assert (
+            run["clean"] + run["compliant_cut"] == run["connections"] - run["stubborn"]
+        )
+        assert run["server"]["counts"]["clean"] == run["clean"]
+        assert run["reset"] >= run["stubborn"]
+    assert any(r["stubborn"] > 0 for r in runs)
+
+
+@pytest.mark.slow
+def test_smoke_run_measures_accept_and_memory_for_adieu_and_raw_trio(
+    smoke: tuple[str, dict[str, Any]],
+) -> None:
+    _, results = smoke
+    for section in ("accept", "memory"):
+        variants = {r["variant"] for r in results["records"][section]}
+        assert variants == {"adieu", "trio_raw"}, section
