@@ -219,6 +219,32 @@ class TransportStream(trio.abc.HalfCloseableStream):
             except OSError as exc:
                 raise _stream_error(exc) from exc
 
+    def try_send(self, data: bytes | bytearray | memoryview) -> int:
+        """Write what the kernel takes of ``data`` at once, without waiting
+        and without yielding.
+
+        Returns:
+            How many bytes were written: 0 if the kernel's buffer is full,
+            and always 0 where the wrapped stream is not a plain socket (TLS,
+            memory streams), whose bytes go only through :meth:`send_all`.
+            The caller sends the rest with :meth:`send_all`.
+
+        Raises:
+            trio.BrokenResourceError: the transport broke.
+            trio.ClosedResourceError: the socket was closed.
+
+        Not a checkpoint: the caller provides the schedule points.
+        """
+        sock = self._raw
+        if sock is None or self._closed or self._eof_sent or self._send_conflict.held:
+            return 0
+        try:
+            return os.write(_fileno(sock), data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise _stream_error(exc) from exc
+
     async def wait_send_all_might_not_block(self) -> None:
         """See :meth:`trio.abc.SendStream.wait_send_all_might_not_block`."""
         with self._send_conflict:
