@@ -152,6 +152,46 @@ class Connection:
             ``None``. A client can ``with trio.move_on_at(...)`` on it.
     """
 
+    # Slots: a server may hold thousands of these; no per-instance dict.
+    __slots__ = (
+        "_buffer",
+        "_buffered",
+        "_changed",
+        "_closed",
+        "_deadline",
+        "_deadline_reason",
+        "_end_pending",
+        "_end_seen",
+        "_eof_called",
+        "_failure",
+        "_fin_sent",
+        "_flusher_lot",
+        "_local_address",
+        "_nursery",
+        "_outbox",
+        "_outbox_bytes",
+        "_proto",
+        "_queue",
+        "_reader_done",
+        "_reader_parked",
+        "_reader_scope",
+        "_receivers",
+        "_released",
+        "_releasing",
+        "_remote_address",
+        "_termination",
+        "_transport",
+        "_unyielded",
+        "_writing",
+        "grace_period",
+        "receive_buffer_size",
+        "role",
+        "shutdown_deadline",
+        "shutdown_grace_period",
+        "shutdown_reason",
+        "shutdown_requested",
+    )
+
     def __init__(
         self,
         transport: TransportStream,
@@ -172,7 +212,7 @@ class Connection:
         self._proto = Protocol(self.role, max_message_size=max_message_size)
         self._nursery: trio.Nursery | None = None
         self._reader_scope = trio.CancelScope()
-        self._reader_done = trio.Event()
+        self._reader_done = False  # the reader task has returned
         # receive side
         self._buffer: deque[bytes] = deque()
         self._buffered = 0
@@ -187,14 +227,13 @@ class Connection:
         self._queue: list[_Pending] = []
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
-        self._flusher_started = False
-        self._flusher_lot = trio.lowlevel.ParkingLot()
+        self._flusher_lot: trio.lowlevel.ParkingLot | None = None
         self._eof_called = False
         self._end_pending = False
         self._fin_sent = False
         # ending
         self._closed = False
-        self._released = trio.Event()
+        self._released = False  # the transport has been released
         self._releasing = False
         self._termination: Termination | None = None
         self.shutdown_requested = trio.Event()
@@ -263,14 +302,18 @@ class Connection:
         nursery.start_soon(self._reader, name=f"adieu {self.role.value} reader")
         await self._submit(_Pending(None, self._proto.preamble()))
 
+    async def _wait_reader_done(self) -> None:
+        while not self._reader_done:
+            await self._changed.park()
+
     async def _wait_handshake(self) -> None:
         """Wait until the peer's preamble has arrived or the connection
         ended. Not bounded: the caller's cancel scope bounds it."""
         while not (
             self._proto.handshake_complete
             or self._failure is not None
-            or self._reader_done.is_set()
-            or self._released.is_set()
+            or self._reader_done
+            or self._released
         ):
             await self._changed.park()
 
@@ -280,6 +323,7 @@ class Connection:
         transport = self._transport
         proto = self._proto
         handshaken = False
+        reads = 0
         try:
             with self._reader_scope:
                 while True:
@@ -287,7 +331,19 @@ class Connection:
                         await self._reader_parked.park()
                         continue
                     try:
-                        data = await transport.receive_some(_READ_SIZE)
+                        # Take what is already there without a schedule
+                        # point (one every _YIELD_EVERY reads, so that a
+                        # flood cannot starve other tasks); wait otherwise.
+                        data: bytes | bytearray | None
+                        data = transport.try_receive(_READ_SIZE)
+                        if data is None:
+                            reads = 0
+                            data = await transport.receive_some(_READ_SIZE)
+                        else:
+                            reads += 1
+                            if reads >= _YIELD_EVERY:
+                                reads = 0
+                                await trio.lowlevel.cancel_shielded_checkpoint()
                     except trio.BrokenResourceError as exc:
                         self._fail_broken(exc)
                         return
@@ -308,7 +364,7 @@ class Connection:
                         handshaken = True
                         self._changed.unpark_all()
         finally:
-            self._reader_done.set()
+            self._reader_done = True
             self._changed.unpark_all()
             self._receivers.unpark_all()
 
@@ -357,7 +413,7 @@ class Connection:
 
     def _fail_broken(self, exc: trio.BrokenResourceError) -> None:
         """The transport broke under a read or a write."""
-        if self._failure is not None or self._released.is_set():
+        if self._failure is not None or self._released:
             return
         cause = exc.__cause__ or exc
         if is_reset(exc):
@@ -387,7 +443,7 @@ class Connection:
     def _set_released(self) -> None:
         self._discard_buffer_if_closed()
         self._termination = self._proto.close()
-        self._released.set()
+        self._released = True
         self._reader_scope.cancel()
         self._changed.unpark_all()
         self._receivers.unpark_all()
@@ -403,14 +459,18 @@ class Connection:
         """Release the transport (idempotent): drop readable input without
         blocking (so it cannot cause a reset) and close."""
         if self._releasing:
-            await self._released.wait()
+            while not self._released:
+                await self._changed.park()
             return
         self._releasing = True
         self._reader_scope.cancel()
+        if self._transport.close_now():
+            self._set_released()
+            return
         try:
             await self._transport.aclose_now()
         finally:
-            if not self._released.is_set():
+            if not self._released:
                 self._set_released()
 
     # -------------------------------------------------------------- sending
@@ -505,13 +565,13 @@ class Connection:
             self._writing = False
 
     def _wake_flusher(self) -> None:
-        if self._flusher_started:
+        if self._flusher_lot is not None:
             self._flusher_lot.unpark()
         elif self._nursery is not None:
-            self._flusher_started = True
-            self._nursery.start_soon(self._outbox_flusher)
+            self._flusher_lot = trio.lowlevel.ParkingLot()
+            self._nursery.start_soon(self._outbox_flusher, self._flusher_lot)
 
-    async def _outbox_flusher(self) -> None:
+    async def _outbox_flusher(self, lot: trio.lowlevel.ParkingLot) -> None:
         """Writes the outbox once the application's task yields (started the
         first time a frame is gathered; parked otherwise)."""
         while True:
@@ -523,7 +583,7 @@ class Connection:
                     logger.debug("gathered write failed on %r", self, exc_info=True)
                 finally:
                     self._writing = False
-            await self._flusher_lot.park()
+            await lot.park()
 
     async def _submit(self, item: _Pending) -> None:
         """Write ``item`` after everything queued before it; return once it
@@ -722,7 +782,7 @@ class Connection:
             return EndOfMessages("the peer sent END: no more messages")
         if self._failure is not None:
             return self._failure()
-        if self._reader_done.is_set():
+        if self._reader_done:
             return trio.ClosedResourceError("this connection has ended")
         return None
 
@@ -838,7 +898,7 @@ class Connection:
             or proto.end_received
             or proto.cause is not None
             or proto.our_state is not SideState.OPEN
-            or self._released.is_set()
+            or self._released
         ):
             return
         frame = proto.send_shutdown(grace, reason)
@@ -871,7 +931,7 @@ class Connection:
             timed_out = True
             detail = self._deadline_reason
         self._closed = True
-        if not self._released.is_set():
+        if not self._released:
             self._proto.abort(timed_out=timed_out, detail=detail)
             self._transport.abort()
             self._set_released()
@@ -917,20 +977,20 @@ class Connection:
         """
         if self._closed:
             await trio.lowlevel.checkpoint()
-            if not self._released.is_set():
+            if not self._released:
                 await self._release()
             return
         self._begin_close()
         try:
             with trio.move_on_after(self._transport.linger):
-                if self._failure is None and not self._released.is_set():
+                if self._failure is None and not self._released:
                     if self._proto.may_send_end:
                         await self._submit(_Pending(None, self._proto.send_end()))
                     elif not self._fin_sent:
                         if self._outbox:  # gathered frames go before the FIN
                             await self._submit(_Pending(None, b""))
                         await self._after_end()
-                    await self._reader_done.wait()
+                    await self._wait_reader_done()
         finally:
             await self._release()
 
@@ -991,7 +1051,7 @@ class Connection:
         if (
             scope.cancelled_caught
             and self._failure is None
-            and not self._released.is_set()
+            and not self._released
             and not self._proto.finished
         ):
             self._abort_for(
@@ -1007,25 +1067,21 @@ class Connection:
         if self._failure is None and not proto.end_sent and proto.can_send:
             await self._submit(_Pending(None, proto.send_end()))
         while not (
-            proto.end_received
-            or self._failure is not None
-            or self._reader_done.is_set()
+            proto.end_received or self._failure is not None or self._reader_done
         ):
             await self._changed.park()
 
     async def _server_graceful(self) -> None:
         proto = self._proto
         while not (
-            proto.end_received
-            or self._failure is not None
-            or self._reader_done.is_set()
+            proto.end_received or self._failure is not None or self._reader_done
         ):
             await self._changed.park()
         if proto.may_send_end:
             await self._submit(_Pending(None, proto.send_end()))
             # Wait for the client's EOF (normally here already) so that the
             # close cannot race a late byte into a reset.
-            await self._reader_done.wait()
+            await self._wait_reader_done()
 
     async def _exit(self, exc: BaseException | None) -> None:
         """How the ``async with`` block ends (see the class docstring)."""

@@ -123,7 +123,9 @@ async def wrap_stream(
 
     Raises:
         ValueError: an option is out of range.
-        Whatever the block raises, as itself (the connection is aborted).
+
+    An exception raised inside the block leaves it as itself (the connection
+    is aborted).
     """
     conn = Connection(
         _transport(stream, linger),

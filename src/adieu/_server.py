@@ -741,7 +741,8 @@ async def open_tcp_server(
             interface, as :func:`trio.open_tcp_listeners` does.
         port: the port; 0 picks a free one (see :attr:`Server.port`).
         backlog: the listen backlog (default: Trio's, the system maximum).
-        Everything else: as :func:`open_server`.
+
+    The other arguments are as for :func:`open_server`.
 
     Raises:
         OSError: the address could not be bound.
@@ -782,7 +783,8 @@ async def open_unix_server(
     Args:
         path: where to bind.
         backlog: the listen backlog (default 128).
-        Everything else: as :func:`open_server`.
+
+    The other arguments are as for :func:`open_server`.
 
     Raises:
         OSError: ``path`` exists or cannot be bound.

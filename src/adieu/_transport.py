@@ -132,6 +132,20 @@ class TransportStream(trio.abc.HalfCloseableStream):
     its half-close in-band as the END frame.
     """
 
+    __slots__ = (
+        "_closed",
+        "_drained",
+        "_eof_received",
+        "_eof_sent",
+        "_raw",
+        "_receive_conflict",
+        "_send_conflict",
+        "discarded_bytes",
+        "linger",
+        "socket",
+        "stream",
+    )
+
     def __init__(
         self, stream: trio.abc.Stream, *, linger: float = DEFAULT_LINGER
     ) -> None:
@@ -411,12 +425,73 @@ class TransportStream(trio.abc.HalfCloseableStream):
         holds, without blocking (so that it cannot turn the close into a
         reset), then close. Use it once the peer has nothing more to send.
 
-        Idempotent; releases the stream even if cancelled.
+        Idempotent; releases the stream even if cancelled. A checkpoint.
         """
+        if self.close_now():
+            await trio.lowlevel.checkpoint()  # released already if cancelled
+            return
         self._closed = True
         if self.socket is not None:
             self.discarded_bytes += _drain_nowait(self.socket)
+        # A TLS stream says goodbye (close_notify) when it can do so at once;
+        # whatever cannot be done within the linger is done forcefully.
+        with trio.move_on_after(self.linger):
+            await self.stream.aclose()
+            return
         await trio.aclose_forcefully(self.stream)
+
+    def close_now(self) -> bool:
+        """:meth:`aclose_now` without waiting, where the stream allows it: a
+        plain socket closes synchronously (no TLS ``close_notify`` to send).
+
+        Returns:
+            ``True`` if the stream is now closed; ``False`` if it needs
+            :meth:`aclose_now` (then nothing was done).
+        """
+        sock = self._raw
+        if sock is None:
+            return False
+        self._closed = True
+        self.discarded_bytes += _drain_nowait(sock)
+        sock.close()
+        return True
+
+    def try_receive(self, max_bytes: int = _RECEIVE_SIZE) -> bytes | None:
+        """Take what the kernel already holds, without waiting and without
+        yielding.
+
+        Returns:
+            Up to ``max_bytes`` bytes (``b""`` at the peer's EOF), or
+            ``None`` if nothing is there yet, if the last read already
+            emptied the kernel's buffer, or where the wrapped stream is not
+            a plain socket: then use :meth:`receive_some`.
+
+        Raises:
+            trio.BrokenResourceError: the transport broke.
+            trio.ClosedResourceError: the socket was closed.
+
+        Not a checkpoint: the caller provides the schedule points.
+        """
+        sock = self._raw
+        if (
+            sock is None
+            or self._drained
+            or self._closed
+            or self._eof_received
+            or self._receive_conflict.held
+        ):
+            return None
+        try:
+            data = os.read(_fileno(sock), max_bytes)
+        except BlockingIOError:
+            self._drained = True
+            return None
+        except OSError as exc:
+            raise _stream_error(exc) from exc
+        self._drained = len(data) < max_bytes
+        if not data:
+            self._eof_received = True
+        return data
 
 
 def _close_sync(stream: Any) -> None:
