@@ -44,7 +44,7 @@ from ._errors import (
     MessageTooLarge,
     ProtocolError,
 )
-from ._frames import DEFAULT_MAX_MESSAGE_SIZE
+from ._frames import DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE_LIMIT
 from ._protocol import End, Message, Protocol, ShutdownRequest
 from ._state import Role, SideState
 from ._termination import Termination
@@ -60,8 +60,10 @@ logger = logging.getLogger("adieu")
 
 #: Seconds a graceful close may take before the connection is aborted
 #: (``TIMED_OUT``): the server's grace period, the client's close timeout.
-#: Ten seconds is short enough for a restart under a supervisor whose own
-#: kill timeout is usually 30 s or more, long enough for a client to finish.
+#: Ten seconds: long enough for a client to finish what it is doing, short
+#: enough for a restart. Under a supervisor, keep it below the supervisor's
+#: kill timeout (systemd's TimeoutStopSec defaults to 90 s, but ``docker
+#: stop`` waits only 10 s: lower the grace period or raise ``--time``).
 DEFAULT_GRACE_PERIOD: Final = 10.0
 
 #: Bytes of received messages held for the application before the reader
@@ -158,6 +160,7 @@ class Connection:
         "_buffered",
         "_changed",
         "_closed",
+        "_cutting",
         "_deadline",
         "_deadline_reason",
         "_end_pending",
@@ -201,10 +204,11 @@ class Connection:
         receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
         grace_period: float = DEFAULT_GRACE_PERIOD,
     ) -> None:
-        if receive_buffer_size < 1:
-            raise ValueError("receive_buffer_size must be at least 1 byte")
-        if not grace_period >= 0:
-            raise ValueError(f"grace_period must be >= 0, not {grace_period!r}")
+        check_options(
+            max_message_size=max_message_size,
+            receive_buffer_size=receive_buffer_size,
+            grace_period=grace_period,
+        )
         self.role = _role(role)
         self.grace_period = grace_period
         self.receive_buffer_size = receive_buffer_size
@@ -233,6 +237,7 @@ class Connection:
         self._fin_sent = False
         # ending
         self._closed = False
+        self._cutting = False  # aclose() is closing first, in one step
         self._released = False  # the transport has been released
         self._releasing = False
         self._termination: Termination | None = None
@@ -345,7 +350,13 @@ class Connection:
                                 reads = 0
                                 await trio.lowlevel.cancel_shielded_checkpoint()
                     except trio.BrokenResourceError as exc:
-                        self._fail_broken(exc)
+                        if proto.finished and self._fin_sent:
+                            # Both ENDs were exchanged: nothing was lost, the
+                            # transport just ended untidily (a TLS peer that
+                            # closed without close_notify). No reset.
+                            await self._release()
+                        else:
+                            self._fail_broken(exc)
                         return
                     except trio.ClosedResourceError:
                         return  # released by this side
@@ -395,6 +406,12 @@ class Connection:
                 self._receivers.unpark(count=len(buffer))
 
     async def _on_eof(self) -> None:
+        if self._cutting and not self._proto.end_received:
+            # aclose() closed first and was lingering for this EOF: the
+            # truncation is this side's (proto.close() records it so).
+            self._changed.unpark_all()
+            await self._release()
+            return
         try:
             self._proto.receive_eof()
         except ConnectionTruncated as exc:
@@ -972,8 +989,9 @@ class Connection:
         are counted in :attr:`termination`.
 
         Trio's :class:`~trio.abc.AsyncResource` contract: idempotent; if
-        cancelled, the transport is still released (without the linger).
-        Later calls on the connection raise :exc:`trio.ClosedResourceError`.
+        cancelled, the transport is still released (without the linger) and
+        the cancellation propagates. A checkpoint. Later calls on the
+        connection raise :exc:`trio.ClosedResourceError`.
         """
         if self._closed:
             await trio.lowlevel.checkpoint()
@@ -981,6 +999,7 @@ class Connection:
                 await self._release()
             return
         self._begin_close()
+        self._cutting = True
         try:
             with trio.move_on_after(self._transport.linger):
                 if self._failure is None and not self._released:
@@ -1044,10 +1063,16 @@ class Connection:
             self._request_shutdown(reason, max(0.0, deadline - trio.current_time()))
         self._begin_close()
         with trio.move_on_at(deadline) as scope:
-            if self.role is Role.CLIENT:
-                await self._client_graceful()
-            else:
-                await self._server_graceful()
+            try:
+                if self.role is Role.CLIENT:
+                    await self._client_graceful()
+                else:
+                    await self._server_graceful()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                # The peer broke the connection meanwhile (the termination
+                # records it), or another task aborted it: all that is left
+                # is to release the transport.
+                pass
         if (
             scope.cancelled_caught
             and self._failure is None
@@ -1103,6 +1128,31 @@ class Connection:
                 detail=f"{type(inner).__name__} during the graceful close",
             )
             raise
+
+
+def check_options(
+    *,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
+    grace_period: float = DEFAULT_GRACE_PERIOD,
+    linger: float = 0.0,
+) -> None:
+    """Refuse out-of-range connection options before anything is opened.
+
+    Raises:
+        ValueError: an option is out of range.
+    """
+    if not 0 <= max_message_size <= MAX_MESSAGE_SIZE_LIMIT:
+        raise ValueError(
+            f"max_message_size must be between 0 and {MAX_MESSAGE_SIZE_LIMIT}, "
+            f"not {max_message_size!r}"
+        )
+    if receive_buffer_size < 1:
+        raise ValueError("receive_buffer_size must be at least 1 byte")
+    if not grace_period >= 0:
+        raise ValueError(f"grace_period must be >= 0, not {grace_period!r}")
+    if not linger >= 0:
+        raise ValueError(f"linger must be >= 0, not {linger!r}")
 
 
 def _raiser(

@@ -15,7 +15,12 @@ from contextlib import asynccontextmanager
 import trio
 
 from ._compat import BaseExceptionGroup
-from ._connection import DEFAULT_GRACE_PERIOD, DEFAULT_RECEIVE_BUFFER_SIZE, Connection
+from ._connection import (
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_RECEIVE_BUFFER_SIZE,
+    Connection,
+    check_options,
+)
 from ._frames import DEFAULT_MAX_MESSAGE_SIZE
 from ._state import Role
 from ._transport import DEFAULT_LINGER, TransportStream
@@ -122,11 +127,21 @@ async def wrap_stream(
         The :class:`Connection`, running for the duration of the block.
 
     Raises:
-        ValueError: an option is out of range.
+        ValueError: an option is out of range (the stream is then closed).
 
     An exception raised inside the block leaves it as itself (the connection
     is aborted).
     """
+    try:
+        check_options(
+            max_message_size=max_message_size,
+            receive_buffer_size=receive_buffer_size,
+            grace_period=grace_period,
+            linger=linger,
+        )
+    except ValueError:
+        await trio.aclose_forcefully(stream)
+        raise
     conn = Connection(
         _transport(stream, linger),
         role,
@@ -177,10 +192,17 @@ async def connect_tcp(
         happy_eyeballs_delay: as :func:`trio.open_tcp_stream`.
 
     Raises:
+        ValueError: an option is out of range (checked before connecting).
         OSError: the connection could not be made.
         trio.BrokenResourceError: the TLS handshake failed (its
             ``__cause__`` says why, e.g. :exc:`ssl.SSLCertVerificationError`).
     """
+    check_options(
+        max_message_size=max_message_size,
+        receive_buffer_size=receive_buffer_size,
+        grace_period=close_timeout,
+        linger=linger,
+    )
     stream: trio.abc.Stream = await trio.open_tcp_stream(
         host, port, happy_eyeballs_delay=happy_eyeballs_delay
     )
@@ -220,9 +242,16 @@ async def connect_unix(
     Everything else is as :func:`connect_tcp`.
 
     Raises:
+        ValueError: an option is out of range (checked before connecting).
         OSError: the connection could not be made.
         RuntimeError: this platform has no Unix domain sockets.
     """
+    check_options(
+        max_message_size=max_message_size,
+        receive_buffer_size=receive_buffer_size,
+        grace_period=close_timeout,
+        linger=linger,
+    )
     stream = await trio.open_unix_socket(os.fspath(path))
     async with wrap_stream(
         stream,

@@ -51,7 +51,11 @@ __all__ = ["End", "Event", "Message", "Protocol", "ShutdownRequest"]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Message:
-    """A message from the peer."""
+    """A message from the peer.
+
+    Attributes:
+        data: the message's bytes (possibly empty).
+    """
 
     data: bytes
 
@@ -480,7 +484,12 @@ class Protocol:
 
     def discard(self, count: int) -> None:
         """Report that the application threw away ``count`` received
-        messages without reading them."""
+        messages without reading them.
+
+        Raises:
+            ValueError: ``count`` is negative, or more messages would be
+                discarded than were received.
+        """
         if count < 0 or self._discarded + count > self._received:
             raise ValueError("cannot discard more messages than were received")
         self._discarded += count

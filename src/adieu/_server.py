@@ -36,9 +36,14 @@ import outcome
 import trio
 
 from ._compat import BaseExceptionGroup
-from ._connection import DEFAULT_GRACE_PERIOD, DEFAULT_RECEIVE_BUFFER_SIZE, Connection
+from ._connection import (
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_RECEIVE_BUFFER_SIZE,
+    Connection,
+    check_options,
+)
 from ._errors import ConnectionReset, ConnectionTruncated, ProtocolError
-from ._frames import DEFAULT_MAX_MESSAGE_SIZE
+from ._frames import DEFAULT_MAX_MESSAGE_SIZE, encode_shutdown
 from ._open import only_exception, running
 from ._state import Role
 from ._termination import Initiator, Termination, TerminationKind
@@ -503,6 +508,10 @@ class Server:
         Returns:
             The :class:`ShutdownReport`.
 
+        Raises:
+            ValueError: ``grace_period`` is negative, or ``reason`` is over
+                255 bytes of UTF-8.
+
         Called again after it finished, returns the same report. Called
         while a shutdown is running, aborts every connection still open and
         returns the report once they are gone. If cancelled, the shutdown
@@ -519,6 +528,7 @@ class Server:
         if not grace >= 0:
             raise ValueError(f"grace_period must be >= 0, not {grace!r}")
         if reason is not None:
+            encode_shutdown(grace, reason)  # refuse a reason over 255 bytes now
             self._shutdown_reason = reason
         start = trio.current_time()
         self._begin_shutdown(start + grace)
@@ -603,6 +613,32 @@ class Server:
                 self._build_report(start, 0.0)
 
 
+def _check_server_options(
+    *,
+    grace_period: float,
+    max_message_size: int,
+    max_connections: int,
+    handshake_timeout: float,
+    receive_buffer_size: int,
+    linger: float,
+) -> None:
+    """Refuse out-of-range server options before anything is bound.
+
+    Raises:
+        ValueError: an option is out of range.
+    """
+    check_options(
+        max_message_size=max_message_size,
+        receive_buffer_size=receive_buffer_size,
+        grace_period=grace_period,
+        linger=linger,
+    )
+    if max_connections < 1:
+        raise ValueError(f"max_connections must be at least 1, not {max_connections!r}")
+    if not handshake_timeout >= 0:
+        raise ValueError(f"handshake_timeout must be >= 0, not {handshake_timeout!r}")
+
+
 def _close_now(stream: trio.abc.Stream) -> None:
     transport = TransportStream(stream)
     transport.abort()
@@ -679,7 +715,19 @@ async def open_server(
 
     Yields:
         The running :class:`Server`.
+
+    Raises:
+        ValueError: an option is out of range (checked before anything is
+            served).
     """
+    _check_server_options(
+        grace_period=grace_period,
+        max_message_size=max_message_size,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+        receive_buffer_size=receive_buffer_size,
+        linger=linger,
+    )
     escaping: BaseException | None = None
     unwrapped: BaseException | None = None
     try:
@@ -745,8 +793,17 @@ async def open_tcp_server(
     The other arguments are as for :func:`open_server`.
 
     Raises:
+        ValueError: an option is out of range (checked before binding).
         OSError: the address could not be bound.
     """
+    _check_server_options(
+        grace_period=grace_period,
+        max_message_size=max_message_size,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+        receive_buffer_size=receive_buffer_size,
+        linger=linger,
+    )
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
     async with open_server(
         handler,
@@ -787,8 +844,17 @@ async def open_unix_server(
     The other arguments are as for :func:`open_server`.
 
     Raises:
+        ValueError: an option is out of range (checked before binding).
         OSError: ``path`` exists or cannot be bound.
     """
+    _check_server_options(
+        grace_period=grace_period,
+        max_message_size=max_message_size,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+        receive_buffer_size=receive_buffer_size,
+        linger=linger,
+    )
     fspath = os.fspath(path)
     sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
     try:
@@ -841,6 +907,10 @@ async def serve_tcp(
 
     Returns:
         The :class:`ShutdownReport`, once the server has shut down.
+
+    Raises:
+        ValueError: an option is out of range.
+        OSError: the address could not be bound.
     """
     async with open_tcp_server(handler, host, port, **options) as server:
         task_status.started(server)

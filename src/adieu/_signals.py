@@ -20,7 +20,7 @@ _DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 async def run_until_signal(
     server: Server,
     *,
-    signals: Iterable[int] = _DEFAULT_SIGNALS,
+    signals: Iterable[int] | None = None,
     grace_period: float | None = None,
     reason: str | None = None,
 ) -> ShutdownReport:
@@ -41,14 +41,24 @@ async def run_until_signal(
 
     Args:
         server: the running server.
-        signals: the signals to catch (default SIGINT and SIGTERM). While
-            this runs, they do not raise :exc:`KeyboardInterrupt`.
+        signals: the signals to catch (``None``, the default: SIGINT and
+            SIGTERM). While this runs, they do not raise
+            :exc:`KeyboardInterrupt`.
         grace_period: as :meth:`Server.shutdown` (default the server's).
         reason: as :meth:`Server.shutdown`.
 
     Returns:
         The server's :class:`ShutdownReport`.
+
+    Raises:
+        RuntimeError: called outside Trio's main thread (Python delivers
+            signals to the main thread only).
+
+    If cancelled, the server is left as it is (its own block decides: a
+    cancellation there aborts it). A checkpoint.
     """
+    if signals is None:
+        signals = _DEFAULT_SIGNALS
     with trio.open_signal_receiver(*signals) as received:
         async with trio.open_nursery() as nursery:
 

@@ -125,6 +125,12 @@ class TransportStream(trio.abc.HalfCloseableStream):
         linger: seconds :meth:`aclose` waits for the peer's EOF while
             discarding its input (default :data:`DEFAULT_LINGER`, 2 s).
 
+    Attributes:
+        stream: the wrapped stream.
+        linger: the bound of :meth:`aclose`'s wait, in seconds.
+        socket: the socket at the bottom of the stream (through TLS), or
+            ``None`` (memory streams).
+
     ``send_all``, ``receive_some`` and ``wait_send_all_might_not_block``
     behave as the wrapped stream's. ``send_eof`` half-closes where the wrapped
     stream can (TCP, Unix sockets, memory streams); over a stream that has no

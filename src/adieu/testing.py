@@ -129,7 +129,17 @@ class MemoryPipe:
         self._wake()
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Write ``data`` and wait until the buffer is under capacity."""
+        """Write ``data`` and wait until the buffer is under capacity.
+
+        Raises:
+            trio.ClosedResourceError: the writing end was closed, or EOF was
+                already written.
+            trio.BrokenResourceError: the pipe was reset or its reading end
+                closed (as a write after the peer's reset).
+
+        A checkpoint. If cancelled while waiting for room, ``data`` was
+        written all the same.
+        """
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._writer_closed:
             raise trio.ClosedResourceError("this end is closed")
@@ -166,7 +176,14 @@ class MemoryPipe:
         self._readers.unpark_all()
 
     async def read(self, max_bytes: int | None = None) -> bytes:
-        """Read up to ``max_bytes``; ``b""`` at EOF."""
+        """Read up to ``max_bytes``; ``b""`` at EOF.
+
+        Raises:
+            trio.ClosedResourceError: the reading end was closed.
+            trio.BrokenResourceError: the pipe was reset.
+
+        A checkpoint, and cancel-safe: if cancelled, nothing was taken.
+        """
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self._reader_closed:
@@ -329,6 +346,9 @@ async def open_connection_pair(
 
     Each connection's ``transport.stream`` is a :class:`MemoryStream`, whose
     ``outgoing`` pipe a test can hold, release, cut or reset.
+
+    Entering sends both preambles (a checkpoint). If the block is cancelled,
+    both connections are aborted and the cancellation propagates.
     """
     client_stream, server_stream = memory_stream_pair(capacity)
     async with (
@@ -358,7 +378,10 @@ async def open_memory_server(handler: Handler, **options: Any) -> AsyncIterator[
 
     Yields:
         The running :class:`~adieu.Server`. Leaving the block shuts it down
-        gracefully, as with a TCP server.
+        gracefully, as with a TCP server; a cancellation aborts it.
+
+    Raises:
+        ValueError: an option is out of range.
     """
     async with open_server(handler, (), **options) as server:
         yield server
@@ -378,6 +401,10 @@ async def connect_memory(
     Raises:
         trio.ClosedResourceError: the server is shutting down (as a refused
             connection).
+        ValueError: an option is out of range.
+
+    The connection is the client side of :func:`adieu.wrap_stream`: the
+    same ending rules, the same cancellation behaviour.
     """
     client_stream, server_stream = memory_stream_pair(capacity)
     server.serve_stream(server_stream)

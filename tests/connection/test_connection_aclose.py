@@ -20,7 +20,7 @@ from connection_support import (
 
 import adieu
 from adieu import Initiator, TerminationKind
-from adieu.testing import memory_stream_pair
+from adieu.testing import memory_stream_pair, open_connection_pair
 
 LONG = 3600.0
 
@@ -139,3 +139,24 @@ async def test_aclose_in_a_cancelled_scope_releases_the_socket_over_tcp() -> Non
             await client.aclose()
             await peer.aclose()
         assert client.termination.kind is TerminationKind.TRUNCATED
+
+
+async def test_a_server_that_acloses_first_truncates_by_its_own_hand(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A server's aclose() before the client's END cannot send END: its
+    client sees a truncation by the peer, and the server reports the
+    truncation as its own (LOCAL), even though the client's EOF arrived
+    while it lingered. Leaving the pair's block afterwards raises nothing."""
+    async with open_connection_pair() as (client, server):
+        await client.send(b"late request")
+        assert await server.receive() == b"late request"
+        await server.aclose()
+        with pytest.raises(adieu.ConnectionTruncated):
+            await client.receive()
+    assert server.termination is not None
+    assert server.termination.kind is TerminationKind.TRUNCATED
+    assert server.termination.initiator is Initiator.LOCAL
+    assert client.termination is not None
+    assert client.termination.kind is TerminationKind.TRUNCATED
+    assert client.termination.initiator is Initiator.PEER
