@@ -141,10 +141,6 @@ class Connection:
         role: :class:`~adieu.Role.CLIENT` or :class:`~adieu.Role.SERVER`.
         grace_period: seconds a graceful close may take before this side
             aborts (``TIMED_OUT``); the default for :meth:`shutdown`.
-        shutdown_requested: a :class:`trio.Event`. On a client, set when the
-            server's SHUTDOWN arrives. On a server, set when this side asked
-            (:meth:`request_shutdown`, or the server's own shutdown), so a
-            handler can watch it and wind down.
         shutdown_reason: the reason carried by SHUTDOWN, or ``None``.
         shutdown_grace_period: on a client, the seconds the server granted
             in its SHUTDOWN; on a server, the seconds it granted; else
@@ -177,11 +173,11 @@ class Connection:
         "_queue",
         "_reader_done",
         "_reader_parked",
-        "_reader_scope",
-        "_receivers",
         "_released",
         "_releasing",
         "_remote_address",
+        "_shutdown_event",
+        "_shutdown_flag",
         "_termination",
         "_transport",
         "_unyielded",
@@ -192,7 +188,6 @@ class Connection:
         "shutdown_deadline",
         "shutdown_grace_period",
         "shutdown_reason",
-        "shutdown_requested",
     )
 
     def __init__(
@@ -215,14 +210,17 @@ class Connection:
         self._transport = transport
         self._proto = Protocol(self.role, max_message_size=max_message_size)
         self._nursery: trio.Nursery | None = None
-        self._reader_scope = trio.CancelScope()
         self._reader_done = False  # the reader task has returned
         # receive side
-        self._buffer: deque[bytes] = deque()
+        # Made on the first message: an idle connection does without.
+        self._buffer: deque[bytes] | None = None
         self._buffered = 0
-        self._receivers = trio.lowlevel.ParkingLot()
-        self._reader_parked = trio.lowlevel.ParkingLot()
-        self._changed = trio.lowlevel.ParkingLot()  # END, EOF, failure, release
+        self._reader_parked: trio.lowlevel.ParkingLot | None = None
+        # Every waiter parks here: receivers (woken by a message), and the
+        # close, handshake and release waits (woken by END, EOF, failure,
+        # release). One lot per connection instead of several; each waiter
+        # re-checks its own condition when woken.
+        self._changed = trio.lowlevel.ParkingLot()
         self._end_seen = False
         self._failure: Callable[[], BaseException] | None = None
         # send side
@@ -241,7 +239,8 @@ class Connection:
         self._released = False  # the transport has been released
         self._releasing = False
         self._termination: Termination | None = None
-        self.shutdown_requested = trio.Event()
+        self._shutdown_flag = False
+        self._shutdown_event: trio.Event | None = None
         self.shutdown_reason: str | None = None
         self.shutdown_grace_period: float | None = None
         self.shutdown_deadline: float | None = None
@@ -289,6 +288,25 @@ class Connection:
         return self._local_address
 
     @property
+    def shutdown_requested(self) -> trio.Event:
+        """A :class:`trio.Event`. On a client, set when the server's SHUTDOWN
+        arrives. On a server, set when this side asked
+        (:meth:`request_shutdown`, or the server's own shutdown), so a
+        handler can watch it and wind down. (Made on first use: an idle
+        connection keeps no Event.)"""
+        event = self._shutdown_event
+        if event is None:
+            event = self._shutdown_event = trio.Event()
+            if self._shutdown_flag:
+                event.set()
+        return event
+
+    def _set_shutdown_requested(self) -> None:
+        self._shutdown_flag = True
+        if self._shutdown_event is not None:
+            self._shutdown_event.set()
+
+    @property
     def handshake_complete(self) -> bool:
         """``True`` once the peer's preamble has arrived."""
         return self._proto.handshake_complete
@@ -330,54 +348,59 @@ class Connection:
         handshaken = False
         reads = 0
         try:
-            with self._reader_scope:
-                while True:
-                    if self._buffered >= self.receive_buffer_size and not self._closed:
-                        await self._reader_parked.park()
-                        continue
-                    try:
-                        # Take what is already there without a schedule
-                        # point (one every _YIELD_EVERY reads, so that a
-                        # flood cannot starve other tasks); wait otherwise.
-                        data: bytes | bytearray | None
-                        data = transport.try_receive(_READ_SIZE)
-                        if data is None:
+            while True:
+                if self._released:
+                    return
+                if self._buffered >= self.receive_buffer_size and not self._closed:
+                    if self._reader_parked is None:
+                        self._reader_parked = trio.lowlevel.ParkingLot()
+                    await self._reader_parked.park()
+                    continue
+                try:
+                    # Take what is already there without a schedule
+                    # point (one every _YIELD_EVERY reads, so that a
+                    # flood cannot starve other tasks); wait otherwise.
+                    data: bytes | bytearray | None
+                    data = transport.try_receive(_READ_SIZE)
+                    if data is None:
+                        reads = 0
+                        data = await transport.receive_some(_READ_SIZE)
+                    else:
+                        reads += 1
+                        if reads >= _YIELD_EVERY:
                             reads = 0
-                            data = await transport.receive_some(_READ_SIZE)
-                        else:
-                            reads += 1
-                            if reads >= _YIELD_EVERY:
-                                reads = 0
-                                await trio.lowlevel.cancel_shielded_checkpoint()
-                    except trio.BrokenResourceError as exc:
-                        if proto.finished and self._fin_sent:
-                            # Both ENDs were exchanged: nothing was lost, the
-                            # transport just ended untidily (a TLS peer that
-                            # closed without close_notify). No reset.
-                            await self._release()
-                        else:
-                            self._fail_broken(exc)
-                        return
-                    except trio.ClosedResourceError:
-                        return  # released by this side
-                    if not data:
-                        await self._on_eof()
-                        return
-                    try:
-                        events = proto.receive_data(data)
-                    except ProtocolError as exc:
-                        self._deliver(exc.events)
-                        self._fail_protocol(exc)
-                        return
-                    if events:
-                        self._deliver(events)
-                    if not handshaken and proto.handshake_complete:
-                        handshaken = True
-                        self._changed.unpark_all()
+                            await trio.lowlevel.cancel_shielded_checkpoint()
+                except trio.BrokenResourceError as exc:
+                    if self._releasing:
+                        return  # this side is closing the transport
+                    if proto.finished and self._fin_sent:
+                        # Both ENDs were exchanged: nothing was lost, the
+                        # transport just ended untidily (a TLS peer that
+                        # closed without close_notify). No reset.
+                        await self._release()
+                    else:
+                        self._fail_broken(exc)
+                    return
+                except trio.ClosedResourceError:
+                    return  # released by this side
+                if not data:
+                    await self._on_eof()
+                    return
+                try:
+                    events = proto.receive_data(data)
+                except ProtocolError as exc:
+                    self._deliver(exc.events)
+                    self._fail_protocol(exc)
+                    return
+                if events:
+                    self._deliver(events)
+                if not handshaken and proto.handshake_complete:
+                    handshaken = True
+                    self._changed.unpark_all()
         finally:
             self._reader_done = True
             self._changed.unpark_all()
-            self._receivers.unpark_all()
+            self._changed.unpark_all()
 
     def _deliver(self, events: Any) -> None:
         buffer = self._buffer
@@ -387,6 +410,8 @@ class Connection:
                 if self._closed:
                     self._proto.discard(1)
                     continue
+                if buffer is None:
+                    buffer = self._buffer = deque()
                 buffer.append(event.data)
                 self._buffered += len(event.data) + _MESSAGE_OVERHEAD
                 woke = True
@@ -394,16 +419,12 @@ class Connection:
                 self.shutdown_reason = event.reason
                 self.shutdown_grace_period = event.grace_period
                 self.shutdown_deadline = trio.current_time() + event.grace_period
-                self.shutdown_requested.set()
+                self._set_shutdown_requested()
             elif type(event) is End:
                 self._end_seen = True
                 woke = True
-                self._changed.unpark_all()
         if woke:
-            if self._end_seen:
-                self._receivers.unpark_all()
-            else:
-                self._receivers.unpark(count=len(buffer))
+            self._changed.unpark_all()
 
     async def _on_eof(self) -> None:
         if self._cutting and not self._proto.end_received:
@@ -418,7 +439,7 @@ class Connection:
             detail = str(exc)
             self._failure = lambda: ConnectionTruncated(detail)
             self._changed.unpark_all()
-            self._receivers.unpark_all()
+            self._changed.unpark_all()
             await self._release()
             return
         self._changed.unpark_all()
@@ -461,10 +482,10 @@ class Connection:
         self._discard_buffer_if_closed()
         self._termination = self._proto.close()
         self._released = True
-        self._reader_scope.cancel()
         self._changed.unpark_all()
-        self._receivers.unpark_all()
-        self._reader_parked.unpark_all()
+        self._changed.unpark_all()
+        if self._reader_parked is not None:
+            self._reader_parked.unpark_all()
 
     def _discard_buffer_if_closed(self) -> None:
         if self._closed and self._buffer:
@@ -479,8 +500,9 @@ class Connection:
             while not self._released:
                 await self._changed.park()
             return
+        # Closing the transport wakes the reader, if it is reading, with
+        # ClosedResourceError; it then stops (it checks _releasing/_released).
         self._releasing = True
-        self._reader_scope.cancel()
         if self._transport.close_now():
             self._set_released()
             return
@@ -702,8 +724,29 @@ class Connection:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     def _enqueue_background(self, frame: bytes) -> None:
-        """Queue a control frame from synchronous code: the active writer
-        sends it, or a helper task in the connection's nursery does."""
+        """Send a control frame from synchronous code: at once if nothing
+        else is being written and the kernel takes it whole (no task needed:
+        this is what keeps a server's shutdown of thousands of connections
+        cheap); otherwise queued for the active writer, or for a helper task
+        in the connection's nursery. An END always goes through the queue,
+        which half-closes the transport after it."""
+        if (
+            not self._writing
+            and not self._queue
+            and not self._outbox
+            and not self._proto.end_sent
+            and self._failure is None
+        ):
+            try:
+                sent = self._transport.try_send(frame)
+            except trio.BrokenResourceError as exc:
+                self._fail_broken(exc)
+                return
+            except trio.ClosedResourceError:
+                return
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
         self._queue.append(_Pending(None, frame))
         if not self._writing and self._nursery is not None:
             self._nursery.start_soon(self._background_flush)
@@ -780,13 +823,17 @@ class Connection:
             # Nothing yet: the wait is the schedule point, and the message
             # is then taken without a second one.
             self._unyielded = 0
-            await self._receivers.park()
+            await self._changed.park()
             yielded = True
 
     def _take(self) -> bytes:
+        assert self._buffer is not None
         data = self._buffer.popleft()
         self._buffered -= len(data) + _MESSAGE_OVERHEAD
-        if self._buffered < self.receive_buffer_size:
+        if (
+            self._reader_parked is not None
+            and self._buffered < self.receive_buffer_size
+        ):
             self._reader_parked.unpark()
         return data
 
@@ -922,7 +969,7 @@ class Connection:
         self.shutdown_reason = reason
         self.shutdown_grace_period = grace
         self.shutdown_deadline = trio.current_time() + grace
-        self.shutdown_requested.set()
+        self._set_shutdown_requested()
         self._enqueue_background(frame)
 
     # ---------------------------------------------------------------- ending
@@ -970,8 +1017,9 @@ class Connection:
         self._closed = True
         self._end_pending = False
         self._discard_buffer_if_closed()
-        self._reader_parked.unpark_all()
-        self._receivers.unpark_all()
+        if self._reader_parked is not None:
+            self._reader_parked.unpark_all()
+        self._changed.unpark_all()
 
     async def aclose(self) -> None:
         """Close now, in one step, without losing the peer's data to a reset.
