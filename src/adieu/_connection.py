@@ -996,9 +996,19 @@ class Connection:
             detail = self._deadline_reason
         self._closed = True
         if not self._released:
-            self._proto.abort(timed_out=timed_out, detail=detail)
-            self._transport.abort()
-            self._set_released()
+            if (
+                self._proto.finished
+                and self._fin_sent
+                and self._transport.close_quietly()
+            ):
+                # Both ENDs were exchanged and ours is out: nothing can be
+                # lost any more, so close without a reset (the report stays
+                # CLEAN, and the peer's experience agrees with it).
+                self._set_released()
+            else:
+                self._proto.abort(timed_out=timed_out, detail=detail)
+                self._transport.abort()
+                self._set_released()
         self._fail_waiting_writers()
 
     def _fail_waiting_writers(self) -> None:

@@ -531,21 +531,24 @@ class Server:
             encode_shutdown(grace, reason)  # refuse a reason over 255 bytes now
             self._shutdown_reason = reason
         start = trio.current_time()
-        self._begin_shutdown(start + grace)
+        self._begin_shutdown(start + grace, ask=True)
         await self._stop_accepting()
-        for entry in list(self._entries):
-            self._ask_to_finish(entry)
         await self._idle.wait()
         return self._build_report(start, grace)
 
-    def _begin_shutdown(self, deadline: float) -> None:
+    def _begin_shutdown(self, deadline: float, *, ask: bool) -> None:
         self._shutdown_started = True
         self._shutdown_deadline = deadline
+        for scope in self._accept_scopes:
+            scope.cancel()
         for entry in self._entries:
             entry.in_shutdown = True
             self._shutdown_entries.append(entry)
-        for scope in self._accept_scopes:
-            scope.cancel()
+            if ask:
+                # SHUTDOWN goes out now, before the listeners are drained and
+                # closed; connections accepted from the backlog ask for
+                # themselves as they start.
+                self._ask_to_finish(entry)
 
     async def _stop_accepting(self) -> None:
         """Cancel the accept loops, accept what the kernel had completed,
@@ -555,8 +558,6 @@ class Server:
             for stream in await _accept_pending(listener):
                 self._spawn(stream, holds_slot=False)
             await trio.aclose_forcefully(listener)
-        for entry in self._shutdown_entries:
-            self._ask_to_finish(entry)
 
     def _build_report(self, start: float, grace: float) -> ShutdownReport:
         reports = tuple(
@@ -586,7 +587,7 @@ class Server:
         """
         self._aborted = True
         if not self._shutdown_started:
-            self._begin_shutdown(trio.current_time())
+            self._begin_shutdown(trio.current_time(), ask=False)
             self._nursery.start_soon(self._finish_abort, trio.current_time())
         for scope in self._accept_scopes:
             scope.cancel()

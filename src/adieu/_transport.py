@@ -462,6 +462,24 @@ class TransportStream(trio.abc.HalfCloseableStream):
         sock.close()
         return True
 
+    def close_quietly(self) -> bool:
+        """Close at once without a reset where the stream allows it: a plain
+        socket (as :meth:`close_now`) or a stream with a synchronous
+        ``close()`` (memory streams).
+
+        Returns:
+            ``True`` if the stream is now closed; ``False`` if it can only
+            be closed asynchronously (TLS) or by :meth:`abort`.
+        """
+        if self.close_now():
+            return True
+        close = getattr(self.stream, "close", None)
+        if not callable(close):
+            return False
+        self._closed = True
+        close()
+        return True
+
     def try_receive(self, max_bytes: int = _RECEIVE_SIZE) -> bytes | None:
         """Take what the kernel already holds, without waiting and without
         yielding.

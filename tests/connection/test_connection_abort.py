@@ -19,6 +19,7 @@ from connection_support import (
 
 import adieu
 from adieu import Initiator, TerminationKind
+from adieu.testing import memory_stream_pair
 
 
 def assert_ended(
@@ -204,3 +205,29 @@ async def test_server_abort_is_a_reset_for_the_client_over_tcp() -> None:
         client.abort()
         assert client.termination is reset
     assert_ended(served.only, TerminationKind.ABORTED, Initiator.LOCAL)
+
+
+async def test_a_deadline_after_both_ends_closes_without_a_reset(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A server whose END is out, waiting only for the client's EOF when its
+    grace period ends, has nothing left to lose: it closes normally (the
+    peer reads EOF, not a reset) and the report stays CLEAN."""
+    ours, peer = memory_stream_pair()
+    async with adieu.wrap_stream(ours, "server", grace_period=600) as conn:
+        # A client that sends its END and then keeps its side open forever.
+        await peer.send_all(CLIENT_PREAMBLE + _client_end())
+        assert [m async for m in conn] == []
+        start = trio.current_time()
+        termination = await conn.shutdown()
+        assert trio.current_time() == start + 600
+    assert termination.kind is TerminationKind.CLEAN
+    received = b""
+    while chunk := await peer.receive_some():
+        received += chunk
+    assert received.startswith(SERVER_PREAMBLE)
+    assert received.endswith(b"\x02\x00\x00\x00\x08" + (0).to_bytes(8, "big"))
+
+
+def _client_end() -> bytes:
+    return b"\x02\x00\x00\x00\x00"

@@ -107,8 +107,11 @@ async def test_connect_after_shutdown_started_is_refused() -> None:
             async with adieu.connect_tcp("127.0.0.1", port) as conn:
                 nursery.start_soon(server.shutdown)
                 await conn.shutdown_requested.wait()
-                # The shutdown is running (this client holds it open), and
-                # the listener is already closed.
+                # SHUTDOWN goes out first; the listener closes right after,
+                # once the backlog is drained. The shutdown is still running
+                # (this client holds it open).
+                await trio.testing.wait_all_tasks_blocked()
+                assert server.addresses == []
                 assert server.report is None
                 await _connect_is_refused(port)
                 await conn.send_eof()

@@ -25,8 +25,8 @@ from server_support import (
 )
 
 import adieu
-from adieu import open_tcp_server
-from adieu.testing import connect_memory, open_memory_server
+from adieu import TerminationKind, open_tcp_server
+from adieu.testing import connect_memory, memory_stream_pair, open_memory_server
 
 GRACE = 600.0
 #: Float tolerance on the autojump clock, where no real time passes.
@@ -203,3 +203,25 @@ async def test_peer_that_stops_reading_over_tcp_cannot_hold_the_shutdown(
     assert stuck.termination.kind is adieu.TerminationKind.TIMED_OUT
     assert stuck.termination.messages_sent > 0
     assert stuck.outcome is None
+
+
+async def test_a_grace_deadline_after_both_ends_closes_without_a_reset(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A client that sent END and read the server's END, but never closes its
+    side, holds its connection until the grace deadline: the server then
+    closes it normally (the client reads EOF, not a reset), and the report
+    counts it CLEAN, as the client experienced it."""
+    async with open_memory_server(answer, grace_period=600) as server:
+        ours, theirs = memory_stream_pair()
+        server.serve_stream(theirs)
+        await ours.send_all(b"ADIEU/\x01C" + b"\x02\x00\x00\x00\x00")
+        start = trio.current_time()
+        report = await server.shutdown()
+        assert trio.current_time() == start + 600
+        received = b""
+        while chunk := await ours.receive_some():
+            received += chunk
+    assert received.endswith(b"\x02\x00\x00\x00\x08" + bytes(8))
+    (only,) = report.connections
+    assert only.termination.kind is TerminationKind.CLEAN
