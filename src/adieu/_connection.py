@@ -614,14 +614,8 @@ class Connection:
         """Writes the outbox once the application's task yields (started the
         first time a frame is gathered; parked otherwise)."""
         while True:
-            if self._outbox and not self._writing:
-                self._writing = True
-                try:
-                    await self._flush()
-                except Exception:  # already recorded in the connection's state
-                    logger.debug("gathered write failed on %r", self, exc_info=True)
-                finally:
-                    self._writing = False
+            if self._outbox:
+                await self._background_flush()
             await lot.park()
 
     async def _submit(self, item: _Pending) -> None:
@@ -752,7 +746,10 @@ class Connection:
             self._nursery.start_soon(self._background_flush)
 
     async def _background_flush(self) -> None:
-        if self._writing or not self._queue:
+        """Take the writer role, if free, and write what is queued or
+        gathered. A failure is already recorded in the connection's state
+        (the application sees it at its next call), so it is only logged."""
+        if self._writing or not (self._queue or self._outbox):
             return
         self._writing = True
         try:

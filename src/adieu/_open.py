@@ -11,6 +11,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 
@@ -153,6 +154,25 @@ async def wrap_stream(
         yield running_conn
 
 
+def _client_options(
+    max_message_size: int,
+    receive_buffer_size: int,
+    close_timeout: float,
+    linger: float,
+) -> dict[str, Any]:
+    """A client's options for :func:`wrap_stream`, checked before anything
+    is connected (a client's close timeout is its connection's grace
+    period)."""
+    options: dict[str, Any] = {
+        "max_message_size": max_message_size,
+        "receive_buffer_size": receive_buffer_size,
+        "grace_period": close_timeout,
+        "linger": linger,
+    }
+    check_options(**options)
+    return options
+
+
 @asynccontextmanager
 async def connect_tcp(
     host: str | bytes,
@@ -197,11 +217,8 @@ async def connect_tcp(
         trio.BrokenResourceError: the TLS handshake failed (its
             ``__cause__`` says why, e.g. :exc:`ssl.SSLCertVerificationError`).
     """
-    check_options(
-        max_message_size=max_message_size,
-        receive_buffer_size=receive_buffer_size,
-        grace_period=close_timeout,
-        linger=linger,
+    options = _client_options(
+        max_message_size, receive_buffer_size, close_timeout, linger
     )
     stream: trio.abc.Stream = await trio.open_tcp_stream(
         host, port, happy_eyeballs_delay=happy_eyeballs_delay
@@ -217,14 +234,7 @@ async def connect_tcp(
             await trio.aclose_forcefully(ssl_stream)
             raise
         stream = ssl_stream
-    async with wrap_stream(
-        stream,
-        Role.CLIENT,
-        max_message_size=max_message_size,
-        receive_buffer_size=receive_buffer_size,
-        grace_period=close_timeout,
-        linger=linger,
-    ) as conn:
+    async with wrap_stream(stream, Role.CLIENT, **options) as conn:
         yield conn
 
 
@@ -246,19 +256,9 @@ async def connect_unix(
         OSError: the connection could not be made.
         RuntimeError: this platform has no Unix domain sockets.
     """
-    check_options(
-        max_message_size=max_message_size,
-        receive_buffer_size=receive_buffer_size,
-        grace_period=close_timeout,
-        linger=linger,
+    options = _client_options(
+        max_message_size, receive_buffer_size, close_timeout, linger
     )
     stream = await trio.open_unix_socket(os.fspath(path))
-    async with wrap_stream(
-        stream,
-        Role.CLIENT,
-        max_message_size=max_message_size,
-        receive_buffer_size=receive_buffer_size,
-        grace_period=close_timeout,
-        linger=linger,
-    ) as conn:
+    async with wrap_stream(stream, Role.CLIENT, **options) as conn:
         yield conn

@@ -198,29 +198,18 @@ class Server:
         handler: Handler,
         listeners: Iterable[trio.abc.Listener[trio.abc.Stream]],
         nursery: trio.Nursery,
-        *,
-        grace_period: float,
-        max_message_size: int,
-        max_connections: int,
-        handshake_timeout: float,
-        receive_buffer_size: int,
-        linger: float,
-        ssl_context: ssl.SSLContext | None,
+        options: _ServerOptions,
     ) -> None:
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        if not grace_period >= 0:
-            raise ValueError(f"grace_period must be >= 0, not {grace_period!r}")
         self.listeners = list(listeners)
-        self.grace_period = grace_period
+        self.grace_period = options.grace_period
         self._handler = handler
         self._nursery = nursery
-        self._max_message_size = max_message_size
-        self._handshake_timeout = handshake_timeout
-        self._receive_buffer_size = receive_buffer_size
-        self._linger = linger
-        self._ssl_context = ssl_context
-        self._slots = trio.Semaphore(max_connections)
+        self._max_message_size = options.max_message_size
+        self._handshake_timeout = options.handshake_timeout
+        self._receive_buffer_size = options.receive_buffer_size
+        self._linger = options.linger
+        self._ssl_context = options.ssl_context
+        self._slots = trio.Semaphore(options.max_connections)
         self._entries: dict[_Entry, None] = {}  # live, in accept order
         self._ended_before = _zero_counts()
         self._accept_scopes: list[trio.CancelScope] = []
@@ -614,30 +603,34 @@ class Server:
                 self._build_report(start, 0.0)
 
 
-def _check_server_options(
-    *,
-    grace_period: float,
-    max_message_size: int,
-    max_connections: int,
-    handshake_timeout: float,
-    receive_buffer_size: int,
-    linger: float,
-) -> None:
-    """Refuse out-of-range server options before anything is bound.
+@dataclasses.dataclass(frozen=True)
+class _ServerOptions:
+    """A server's options, checked once, before anything is bound or
+    served (see :func:`open_server` for what each means)."""
 
-    Raises:
-        ValueError: an option is out of range.
-    """
-    check_options(
-        max_message_size=max_message_size,
-        receive_buffer_size=receive_buffer_size,
-        grace_period=grace_period,
-        linger=linger,
-    )
-    if max_connections < 1:
-        raise ValueError(f"max_connections must be at least 1, not {max_connections!r}")
-    if not handshake_timeout >= 0:
-        raise ValueError(f"handshake_timeout must be >= 0, not {handshake_timeout!r}")
+    grace_period: float
+    max_message_size: int
+    max_connections: int
+    handshake_timeout: float
+    receive_buffer_size: int
+    linger: float
+    ssl_context: ssl.SSLContext | None = None
+
+    def __post_init__(self) -> None:
+        check_options(
+            max_message_size=self.max_message_size,
+            receive_buffer_size=self.receive_buffer_size,
+            grace_period=self.grace_period,
+            linger=self.linger,
+        )
+        if self.max_connections < 1:
+            raise ValueError(
+                f"max_connections must be at least 1, not {self.max_connections!r}"
+            )
+        if not self.handshake_timeout >= 0:
+            raise ValueError(
+                f"handshake_timeout must be >= 0, not {self.handshake_timeout!r}"
+            )
 
 
 def _close_now(stream: trio.abc.Stream) -> None:
@@ -721,30 +714,31 @@ async def open_server(
         ValueError: an option is out of range (checked before anything is
             served).
     """
-    _check_server_options(
-        grace_period=grace_period,
-        max_message_size=max_message_size,
-        max_connections=max_connections,
-        handshake_timeout=handshake_timeout,
-        receive_buffer_size=receive_buffer_size,
-        linger=linger,
+    options = _ServerOptions(
+        grace_period,
+        max_message_size,
+        max_connections,
+        handshake_timeout,
+        receive_buffer_size,
+        linger,
+        ssl_context,
     )
+    async with _serve(handler, listeners, options) as server:
+        yield server
+
+
+@asynccontextmanager
+async def _serve(
+    handler: Handler,
+    listeners: Iterable[trio.abc.Listener[trio.abc.Stream]],
+    options: _ServerOptions,
+) -> AsyncIterator[Server]:
+    """:func:`open_server` with its options checked."""
     escaping: BaseException | None = None
     unwrapped: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
-            server = Server(
-                handler,
-                listeners,
-                nursery,
-                grace_period=grace_period,
-                max_message_size=max_message_size,
-                max_connections=max_connections,
-                handshake_timeout=handshake_timeout,
-                receive_buffer_size=receive_buffer_size,
-                linger=linger,
-                ssl_context=ssl_context,
-            )
+            server = Server(handler, listeners, nursery, options)
             server._start()
             try:
                 yield server
@@ -797,26 +791,17 @@ async def open_tcp_server(
         ValueError: an option is out of range (checked before binding).
         OSError: the address could not be bound.
     """
-    _check_server_options(
-        grace_period=grace_period,
-        max_message_size=max_message_size,
-        max_connections=max_connections,
-        handshake_timeout=handshake_timeout,
-        receive_buffer_size=receive_buffer_size,
-        linger=linger,
+    options = _ServerOptions(
+        grace_period,
+        max_message_size,
+        max_connections,
+        handshake_timeout,
+        receive_buffer_size,
+        linger,
+        ssl_context,
     )
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
-    async with open_server(
-        handler,
-        listeners,
-        grace_period=grace_period,
-        max_message_size=max_message_size,
-        max_connections=max_connections,
-        handshake_timeout=handshake_timeout,
-        receive_buffer_size=receive_buffer_size,
-        linger=linger,
-        ssl_context=ssl_context,
-    ) as server:
+    async with _serve(handler, listeners, options) as server:
         yield server
 
 
@@ -848,13 +833,13 @@ async def open_unix_server(
         ValueError: an option is out of range (checked before binding).
         OSError: ``path`` exists or cannot be bound.
     """
-    _check_server_options(
-        grace_period=grace_period,
-        max_message_size=max_message_size,
-        max_connections=max_connections,
-        handshake_timeout=handshake_timeout,
-        receive_buffer_size=receive_buffer_size,
-        linger=linger,
+    options = _ServerOptions(
+        grace_period,
+        max_message_size,
+        max_connections,
+        handshake_timeout,
+        receive_buffer_size,
+        linger,
     )
     fspath = os.fspath(path)
     sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
@@ -865,16 +850,7 @@ async def open_unix_server(
         sock.close()
         raise
     try:
-        async with open_server(
-            handler,
-            [trio.SocketListener(sock)],
-            grace_period=grace_period,
-            max_message_size=max_message_size,
-            max_connections=max_connections,
-            handshake_timeout=handshake_timeout,
-            receive_buffer_size=receive_buffer_size,
-            linger=linger,
-        ) as server:
+        async with _serve(handler, [trio.SocketListener(sock)], options) as server:
             yield server
     finally:
         sock.close()
