@@ -1,7 +1,6 @@
-"""What the connection tests share.
+"""What the connection tests share, beyond ``tests/shared_support.py`` (the
+wire format written out by hand):
 
-* The wire format written out by hand from the protocol's specification, so
-  that a raw peer never borrows the code under test to speak to it.
 * Connected pairs of :class:`adieu.Connection` over memory streams and over
   real loopback TCP, so that one scenario can run on both tiers.
 * Raw TCP peers and the kernel's queue sizes, for the tests where the kernel
@@ -22,57 +21,6 @@ import trio
 
 import adieu
 import adieu.testing
-
-# --------------------------------------------------------------- wire format
-
-CLIENT_PREAMBLE = b"ADIEU/\x01C"
-SERVER_PREAMBLE = b"ADIEU/\x01S"
-PREAMBLE_SIZE = 8
-
-MESSAGE = 0x01
-END = 0x02
-SHUTDOWN = 0x03
-
-_HEADER = struct.Struct(">BI")
-
-
-def frame(kind: int, payload: bytes = b"") -> bytes:
-    """One frame: type u8, payload length u32be, payload."""
-    return _HEADER.pack(kind, len(payload)) + payload
-
-
-def message_frame(data: bytes) -> bytes:
-    """A MESSAGE frame carrying ``data``."""
-    return frame(MESSAGE, data)
-
-
-def header(kind: int, length: int) -> bytes:
-    """A frame header alone, announcing ``length`` bytes of payload."""
-    return _HEADER.pack(kind, length)
-
-
-CLIENT_END = frame(END)
-
-
-def server_end(count: int) -> bytes:
-    """The server's END frame, acknowledging ``count`` client messages."""
-    return frame(END, struct.pack(">Q", count))
-
-
-def parse_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
-    """Split ``data`` (what follows a preamble) into whole frames and the
-    bytes of an incomplete last frame."""
-    frames: list[tuple[int, bytes]] = []
-    offset = 0
-    while len(data) - offset >= _HEADER.size:
-        kind, length = _HEADER.unpack_from(data, offset)
-        end = offset + _HEADER.size + length
-        if end > len(data):
-            break
-        frames.append((kind, data[offset + _HEADER.size : end]))
-        offset = end
-    return frames, data[offset:]
-
 
 # ------------------------------------------------------------ byte streams
 

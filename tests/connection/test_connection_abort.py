@@ -7,8 +7,6 @@ import pytest
 import trio
 import trio.testing
 from connection_support import (
-    CLIENT_PREAMBLE,
-    SERVER_PREAMBLE,
     Served,
     memory_pair,
     port_of,
@@ -20,6 +18,7 @@ from connection_support import (
 import adieu
 from adieu import Initiator, TerminationKind
 from adieu.testing import memory_stream_pair
+from shared_support import CLIENT_PREAMBLE, SERVER_PREAMBLE
 
 
 def assert_ended(

@@ -8,9 +8,6 @@ import pytest
 import trio
 import trio.testing
 from connection_support import (
-    CLIENT_END,
-    CLIENT_PREAMBLE,
-    SERVER_PREAMBLE,
     memory_pair,
     port_of,
     receive_exactly,
@@ -21,6 +18,7 @@ from connection_support import (
 import adieu
 from adieu import Initiator, TerminationKind
 from adieu.testing import memory_stream_pair, open_connection_pair
+from shared_support import CLIENT_END, CLIENT_PREAMBLE, SERVER_PREAMBLE
 
 LONG = 3600.0
 

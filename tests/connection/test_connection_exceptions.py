@@ -12,11 +12,12 @@ from contextlib import AbstractAsyncContextManager
 import pytest
 import trio
 import trio.testing
-from connection_support import SERVER_PREAMBLE, Handler, Served, tcp_server
+from connection_support import Handler, Served, tcp_server
 
 import adieu
 from adieu import Initiator, TerminationKind
 from adieu.testing import memory_stream_pair
+from shared_support import SERVER_PREAMBLE
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup

@@ -8,20 +8,12 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from connection_support import (
-    CLIENT_END,
-    CLIENT_PREAMBLE,
-    SERVER_PREAMBLE,
-    message_frame,
-    port_of,
-    receive_exactly,
-    tcp_listener,
-    tcp_server,
-)
+from connection_support import port_of, receive_exactly, tcp_listener, tcp_server
 
 import adieu
 from adieu import Initiator, TerminationKind
 from adieu.testing import connect_memory, memory_stream_pair, open_memory_server
+from shared_support import CLIENT_END, CLIENT_PREAMBLE, SERVER_PREAMBLE, message_frame
 
 CLOSE_TIMEOUT = 600.0
 

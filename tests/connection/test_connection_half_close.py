@@ -6,21 +6,18 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from connection_support import (
-    CLIENT_END,
-    CLIENT_PREAMBLE,
-    SERVER_PREAMBLE,
-    Pair,
-    memory_pair,
-    message_frame,
-    receive_to_eof,
-    server_end,
-    tcp_pair,
-)
+from connection_support import Pair, memory_pair, receive_to_eof, tcp_pair
 
 import adieu
 from adieu import TerminationKind
 from adieu.testing import memory_stream_pair
+from shared_support import (
+    CLIENT_END,
+    CLIENT_PREAMBLE,
+    SERVER_PREAMBLE,
+    message_frame,
+    server_end,
+)
 
 
 async def check_send_eof_then_send_fails_while_receiving_goes_on(pair: Pair) -> None:

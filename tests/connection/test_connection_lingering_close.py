@@ -28,7 +28,11 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 import trio.testing
-from connection_support import (
+from connection_support import port_of, tcp_listener, unread_bytes
+
+import adieu
+from adieu import TerminationKind
+from shared_support import (
     CLIENT_END,
     CLIENT_PREAMBLE,
     END,
@@ -38,13 +42,7 @@ from connection_support import (
     SHUTDOWN,
     message_frame,
     parse_frames,
-    port_of,
-    tcp_listener,
-    unread_bytes,
 )
-
-import adieu
-from adieu import TerminationKind
 
 #: 64 answers of 64 KiB: 4 MiB, several times every buffer on the way.
 ANSWERS = [bytes([i]) * 65536 for i in range(64)]

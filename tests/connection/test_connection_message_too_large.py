@@ -10,13 +10,8 @@ import pytest
 import trio
 import trio.testing
 from connection_support import (
-    CLIENT_PREAMBLE,
-    MESSAGE,
-    SERVER_PREAMBLE,
     collect,
-    header,
     memory_pair,
-    message_frame,
     port_of,
     receive_exactly,
     tcp_listener,
@@ -25,6 +20,13 @@ from connection_support import (
 import adieu
 from adieu import Initiator, TerminationKind
 from adieu.testing import memory_stream_pair
+from shared_support import (
+    CLIENT_PREAMBLE,
+    MESSAGE,
+    SERVER_PREAMBLE,
+    header,
+    message_frame,
+)
 
 LIMIT = 1000
 #: The largest length a frame header can announce: a peer asking for 4 GiB.

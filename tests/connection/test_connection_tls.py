@@ -5,34 +5,13 @@ from __future__ import annotations
 
 import ssl
 
-import pytest
 import trio
-import trustme
 from connection_support import Handler, Served, tcp_server
 
 import adieu
 from adieu import Initiator, TerminationKind
 
 COUNT = 5
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(context)
-    return context
-
-
-@pytest.fixture(scope="module")
-def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 def echo_recording(served: Served) -> Handler:
@@ -59,14 +38,16 @@ def assert_clean(conn: adieu.Connection) -> adieu.Termination:
 
 
 async def test_a_client_ending_is_clean_on_both_sides_over_tls(
-    server_context: ssl.SSLContext, client_context: ssl.SSLContext
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
 ) -> None:
     served = Served()
-    async with tcp_server(echo_recording(served), ssl_context=server_context) as server:
+    async with tcp_server(
+        echo_recording(served), ssl_context=server_ssl_context
+    ) as server:
         async with adieu.connect_tcp(
             "127.0.0.1",
             server.port,
-            ssl_context=client_context,
+            ssl_context=client_ssl_context,
             server_hostname="localhost",
         ) as client:
             assert_tls(client)
@@ -85,15 +66,17 @@ async def test_a_client_ending_is_clean_on_both_sides_over_tls(
 
 
 async def test_a_server_shutdown_is_clean_on_both_sides_over_tls(
-    server_context: ssl.SSLContext, client_context: ssl.SSLContext
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
 ) -> None:
     """The server asks (SHUTDOWN), the client finishes, both ENDs cross TLS."""
     served = Served()
-    async with tcp_server(echo_recording(served), ssl_context=server_context) as server:
+    async with tcp_server(
+        echo_recording(served), ssl_context=server_ssl_context
+    ) as server:
         async with adieu.connect_tcp(
             "127.0.0.1",
             server.port,
-            ssl_context=client_context,
+            ssl_context=client_ssl_context,
             server_hostname="localhost",
         ) as client:
             await client.send(b"hello")

@@ -16,36 +16,9 @@ from collections.abc import Awaitable, Callable
 import trio
 
 import adieu
-
-#: The preambles of wire protocol version 1.
-CLIENT_PREAMBLE = b"ADIEU/\x01C"
-SERVER_PREAMBLE = b"ADIEU/\x01S"
-
-MESSAGE = 0x01
-END = 0x02
-SHUTDOWN = 0x03
+from shared_support import CLIENT_PREAMBLE, SERVER_PREAMBLE, reply_to
 
 HOST = "127.0.0.1"
-
-
-def frame(kind: int, payload: bytes = b"") -> bytes:
-    """One frame of wire protocol version 1, by hand."""
-    return struct.pack(">BI", kind, len(payload)) + payload
-
-
-def reply_to(message: bytes) -> bytes:
-    """What the answering handlers send back for ``message``."""
-    return b"re:" + message
-
-
-async def answer(conn: adieu.Connection) -> int:
-    """The answering handler: one reply per request until the client's END;
-    returns how many requests it answered."""
-    answered = 0
-    async for message in conn:
-        await conn.send(reply_to(message))
-        answered += 1
-    return answered
 
 
 class RawPeer:

@@ -18,11 +18,8 @@ import pytest
 import trio
 import trio.testing
 from fault_support import (
-    CLIENT_PREAMBLE,
     HOST,
-    MESSAGE,
     RawPeer,
-    answer,
     count_fds,
     count_tasks,
     counting,
@@ -31,6 +28,7 @@ from fault_support import (
 )
 
 import adieu
+from shared_support import CLIENT_PREAMBLE, MESSAGE, answer
 
 BAD_CONNECTIONS = 1000
 #: Bad connections in flight at once.

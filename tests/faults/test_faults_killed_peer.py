@@ -20,16 +20,10 @@ from collections import defaultdict
 import outcome
 import pytest
 import trio
-from fault_support import (
-    HOST,
-    MESSAGE,
-    answer,
-    counting,
-    exchange,
-    honest_client,
-)
+from fault_support import HOST, counting, exchange, honest_client
 
 import adieu
+from shared_support import MESSAGE, answer
 
 # The peer writes the preamble, a header announcing 100 bytes and 50 of
 # them; reads the server's 8-byte preamble; reports; waits to be killed.

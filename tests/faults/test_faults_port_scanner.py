@@ -14,7 +14,6 @@ import trio.testing
 from fault_support import (
     HOST,
     RawPeer,
-    answer,
     count_fds,
     count_tasks,
     counting,
@@ -23,6 +22,7 @@ from fault_support import (
 )
 
 import adieu
+from shared_support import answer
 
 SCANS = 200
 

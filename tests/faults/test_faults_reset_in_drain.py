@@ -16,18 +16,10 @@ from functools import partial
 
 import outcome
 import trio
-from fault_support import (
-    HOST,
-    MESSAGE,
-    SHUTDOWN,
-    RawPeer,
-    answer,
-    client_until_asked,
-    frame,
-    reply_to,
-)
+from fault_support import HOST, RawPeer, client_until_asked
 
 import adieu
+from shared_support import MESSAGE, SHUTDOWN, answer, frame, reply_to
 
 HONEST_CLIENTS = 3
 

@@ -14,17 +14,11 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from fault_support import (
-    HOST,
-    RawPeer,
-    answer,
-    client_until_asked,
-    counting,
-    honest_client,
-)
+from fault_support import HOST, RawPeer, client_until_asked, counting, honest_client
 
 import adieu
 import adieu.testing
+from shared_support import answer
 
 #: Real seconds the server grants in its shutdown: short, since the test
 #: waits it out; long enough for the honest client's last exchange.

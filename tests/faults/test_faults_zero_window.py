@@ -12,17 +12,10 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from fault_support import (
-    HOST,
-    MESSAGE,
-    RawPeer,
-    client_until_asked,
-    frame,
-    honest_client,
-    reply_to,
-)
+from fault_support import HOST, RawPeer, client_until_asked, honest_client
 
 import adieu
+from shared_support import MESSAGE, frame, reply_to
 
 #: Real seconds the server grants in its shutdown: waited out in full,
 #: since the stuck connection lasts until the deadline.

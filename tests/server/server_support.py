@@ -12,25 +12,6 @@ import trio.testing
 import adieu
 from adieu.testing import MemoryPipe, MemoryStream
 
-#: The preambles of wire protocol version 1.
-CLIENT_PREAMBLE = b"ADIEU/\x01C"
-SERVER_PREAMBLE = b"ADIEU/\x01S"
-
-
-def reply_to(message: bytes) -> bytes:
-    """What the answering handlers send back for ``message``."""
-    return b"re:" + message
-
-
-async def answer(conn: adieu.Connection) -> int:
-    """The answering handler: one reply per request until the client's END;
-    returns how many requests it answered."""
-    answered = 0
-    async for message in conn:
-        await conn.send(reply_to(message))
-        answered += 1
-    return answered
-
 
 class Arrivals:
     """Counts arrivals and sets :attr:`all_here` at the expected number."""
@@ -64,16 +45,6 @@ async def finish_when_asked(conn: adieu.Connection) -> list[bytes]:
     await conn.shutdown_requested.wait()
     await conn.send_eof()
     return [message async for message in conn]
-
-
-def frame(kind: int, payload: bytes = b"") -> bytes:
-    """One frame of wire protocol version 1, by hand."""
-    return struct.pack(">BI", kind, len(payload)) + payload
-
-
-MESSAGE = 0x01
-END = 0x02
-SHUTDOWN = 0x03
 
 
 async def read_frame(

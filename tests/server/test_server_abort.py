@@ -10,20 +10,12 @@ import outcome
 import pytest
 import trio
 import trio.testing
-from server_support import (
-    CLIENT_PREAMBLE,
-    SERVER_PREAMBLE,
-    Arrivals,
-    answer,
-    counting,
-    finish_when_asked,
-    reply_to,
-    wait_until,
-)
+from server_support import Arrivals, counting, finish_when_asked, wait_until
 
 import adieu
 from adieu import open_tcp_server
 from adieu.testing import connect_memory, open_memory_server
+from shared_support import CLIENT_PREAMBLE, SERVER_PREAMBLE, answer, reply_to
 
 
 async def test_cancelling_the_scope_around_a_tcp_server_resets_every_client() -> None:

@@ -13,19 +13,17 @@ import pytest
 import trio
 import trio.testing
 from server_support import (
-    SERVER_PREAMBLE,
     Arrivals,
-    answer,
     counting,
     finish_when_asked,
     read_exactly,
-    reply_to,
     wait_until,
 )
 
 import adieu
 from adieu import open_tcp_server
 from adieu.testing import connect_memory, memory_stream_pair, open_memory_server
+from shared_support import SERVER_PREAMBLE, answer, reply_to
 
 
 async def _kernel_has_completed_a_connection(server: adieu.Server) -> None:

@@ -12,21 +12,18 @@ import pytest
 import trio
 import trio.testing
 from server_support import (
-    CLIENT_PREAMBLE,
-    SERVER_PREAMBLE,
     Arrivals,
-    answer,
     counting,
     finish_when_asked,
     incoming_pipe,
     outgoing_pipe,
     read_exactly,
-    reply_to,
 )
 
 import adieu
 from adieu import TerminationKind, open_tcp_server
 from adieu.testing import connect_memory, memory_stream_pair, open_memory_server
+from shared_support import CLIENT_PREAMBLE, SERVER_PREAMBLE, answer, reply_to
 
 GRACE = 600.0
 #: Float tolerance on the autojump clock, where no real time passes.

@@ -10,17 +10,11 @@ import outcome
 import pytest
 import trio
 import trio.testing
-from server_support import (
-    Arrivals,
-    answer,
-    counting,
-    finish_when_asked,
-    reply_to,
-    wait_until,
-)
+from server_support import Arrivals, counting, finish_when_asked, wait_until
 
 import adieu
 from adieu.testing import connect_memory, open_memory_server
+from shared_support import answer, reply_to
 
 
 def _handler_records(

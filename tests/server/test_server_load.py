@@ -7,17 +7,11 @@ from __future__ import annotations
 import outcome
 import trio
 import trio.testing
-from server_support import (
-    Arrivals,
-    answer,
-    counting,
-    incoming_pipe,
-    outgoing_pipe,
-    reply_to,
-)
+from server_support import Arrivals, counting, incoming_pipe, outgoing_pipe
 
 import adieu
 from adieu.testing import connect_memory, open_memory_server
+from shared_support import answer, reply_to
 
 CLIENTS = 200
 

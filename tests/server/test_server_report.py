@@ -11,16 +11,15 @@ import trio
 import trio.testing
 from server_support import (
     Arrivals,
-    answer,
     counting,
     finish_when_asked,
     incoming_pipe,
-    reply_to,
     wait_until,
 )
 
 import adieu
 from adieu.testing import connect_memory, open_memory_server
+from shared_support import answer, reply_to
 
 GRACE = 30.0
 

@@ -16,10 +16,11 @@ import outcome
 import pytest
 import trio
 import trio.testing
-from server_support import Arrivals, answer, counting, finish_when_asked, reply_to
+from server_support import Arrivals, counting, finish_when_asked
 
 import adieu
 from adieu.testing import connect_memory, open_memory_server
+from shared_support import answer, reply_to
 
 SIGNAL = signal.SIGUSR1
 

@@ -17,17 +17,11 @@ import outcome
 import pytest
 import trio
 import trio.testing
-from server_support import (
-    Arrivals,
-    counting,
-    incoming_pipe,
-    outgoing_pipe,
-    reply_to,
-    wait_until,
-)
+from server_support import Arrivals, counting, incoming_pipe, outgoing_pipe, wait_until
 
 import adieu
 from adieu.testing import MemoryPipe, connect_memory, open_memory_server
+from shared_support import reply_to
 
 GRACE = 600.0
 EARLIER = [b"one", b"two"]

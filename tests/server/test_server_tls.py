@@ -9,22 +9,24 @@ import ssl
 import outcome
 import trio
 from server_support import (
-    CLIENT_PREAMBLE,
-    MESSAGE,
-    SERVER_PREAMBLE,
-    SHUTDOWN,
     Arrivals,
-    answer,
     counting,
     finish_when_asked,
-    frame,
     read_exactly,
     read_frame,
-    reply_to,
 )
 
 import adieu
 from adieu import open_tcp_server
+from shared_support import (
+    CLIENT_PREAMBLE,
+    MESSAGE,
+    SERVER_PREAMBLE,
+    SHUTDOWN,
+    answer,
+    frame,
+    reply_to,
+)
 
 
 async def test_graceful_shutdown_over_tls(

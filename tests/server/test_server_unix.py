@@ -12,10 +12,11 @@ from collections.abc import Iterator
 import outcome
 import pytest
 import trio
-from server_support import Arrivals, answer, counting, finish_when_asked, reply_to
+from server_support import Arrivals, counting, finish_when_asked
 
 import adieu
 from adieu import open_unix_server
+from shared_support import answer, reply_to
 
 
 @pytest.fixture
