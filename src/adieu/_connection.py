@@ -400,7 +400,6 @@ class Connection:
         finally:
             self._reader_done = True
             self._changed.unpark_all()
-            self._changed.unpark_all()
 
     def _deliver(self, events: Any) -> None:
         buffer = self._buffer
@@ -438,7 +437,6 @@ class Connection:
         except ConnectionTruncated as exc:
             detail = str(exc)
             self._failure = lambda: ConnectionTruncated(detail)
-            self._changed.unpark_all()
             self._changed.unpark_all()
             await self._release()
             return
@@ -482,7 +480,6 @@ class Connection:
         self._discard_buffer_if_closed()
         self._termination = self._proto.close()
         self._released = True
-        self._changed.unpark_all()
         self._changed.unpark_all()
         if self._reader_parked is not None:
             self._reader_parked.unpark_all()
@@ -567,6 +564,7 @@ class Connection:
             raise self._send_error()
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
         if size > self._proto.max_message_size:
+            await trio.lowlevel.checkpoint_if_cancelled()
             raise MessageTooLarge(
                 f"message of {size} bytes; the limit is {self._proto.max_message_size}",
                 size=size,
