@@ -669,7 +669,9 @@ class Server:
         # connections: a full collection of everything they hold could land
         # inside it and take longer than the pass itself, so it waits.
         if self._watch is not None:
-            trio.lowlevel.remove_instrument(self._watch)
+            # (Already gone if Trio disabled it after it raised.)
+            with contextlib.suppress(KeyError):
+                trio.lowlevel.remove_instrument(self._watch)
             self._watch = None
         collecting = gc.isenabled()
         gc.disable()
