@@ -852,13 +852,13 @@ def _accept_backlog(
         return accepted
     with raw:
         raw.setblocking(False)
-        while len(accepted) < limit:
+        for _ in range(limit):  # each try takes one entry of the queue
             try:
                 new, _ = raw.accept()
             except BlockingIOError:
                 break
             except ConnectionAbortedError:
-                continue  # reset while it waited in the queue: not there
+                continue  # reset while it waited in the queue: gone
             except OSError as exc:
                 # Out of file descriptors (or memory): what is left in the
                 # queue is reset as the listener closes.
