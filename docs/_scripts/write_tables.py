@@ -44,6 +44,11 @@ DEFAULTS = {
 
 #: Defaults that are not exported constants: (where, module, name).
 OTHER_DEFAULTS = (
+    (
+        "connect_tcp() and connect_unix(): handshake_timeout, in seconds",
+        "_open",
+        "CLIENT_HANDSHAKE_TIMEOUT",
+    ),
     ("the SHUTDOWN reason of Server.shutdown()", "_server", "DEFAULT_SHUTDOWN_REASON"),
     ("the longest SHUTDOWN reason, in bytes of UTF-8", "_frames", "MAX_REASON_BYTES"),
     (
