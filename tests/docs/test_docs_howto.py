@@ -68,7 +68,7 @@ async def test_the_graceful_server_finishes_its_feed_on_sigterm(
     assert "server: restarting" in printed
     status, output = await trio.to_thread.run_sync(server.finish)
     assert status == 0, output
-    assert "1 connection open: 1 clean" in output
+    assert "1 connection was open when the shutdown began: 1 clean" in output
 
 
 async def test_the_answering_handler_answers_every_request() -> None:

@@ -231,7 +231,9 @@ def test_shutdown_mid_conversation_delivers_every_line_to_everyone(
         feeder.join()
     report = server.out.lines
     assert report[1].startswith("shutdown finished in "), report  # not aborted
-    assert report[1].endswith(" 3 connections open: 3 clean"), report
+    assert report[1].endswith(
+        " 3 connections were open when the shutdown began: 3 clean"
+    ), report
     # Every client saw the same lines in the same order, and in it every
     # line that each client sent, in order: nothing was lost.
     relayed = chat_lines(clients["alice"])
@@ -266,7 +268,9 @@ def test_client_that_ignores_shutdown_is_aborted_at_the_deadline(
     assert server.wait() == 0
     report = server.out.lines
     assert report[1].startswith("shutdown finished in "), report
-    assert report[1].endswith(" 3 connections open: 2 clean, 1 timed out"), report
+    assert report[1].endswith(
+        " 3 connections were open when the shutdown began: 2 clean, 1 timed out"
+    ), report
     assert re.search(r"^  mallory \(.*\): TIMED_OUT", report[-1]), report
 
 
