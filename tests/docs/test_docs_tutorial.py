@@ -126,7 +126,10 @@ async def test_step3_the_example_chat_client_can_join_the_room(
     )
     output = result.stdout.decode()
     assert "<alice> hello room" in output
-    assert "clean end: the server confirmed all 2 messages" in output
+    assert (
+        "clean end: the server confirmed everything you sent: "
+        "your name and 1 line (2 messages)"
+    ) in output
     assert result.returncode == 0, output
     server.popen.send_signal(signal.SIGINT)
     status, _ = await trio.to_thread.run_sync(server.finish)
