@@ -25,3 +25,25 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert "pytest" in test_command
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci_lines
+
+
+def test_ci_type_checks_every_python_file() -> None:
+    # .ci/run runs mypy --strict on src, then on the *.py files of each
+    # folder its loop names; a file one level deeper would be skipped.
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "mypy --strict src" in ci
+    [folders] = re.findall(r"^for folder in (.+); do$", ci, re.MULTILINE)
+    reached = {
+        folder.resolve()
+        for pattern in folders.split()
+        for folder in ROOT.glob(pattern.rstrip("/"))
+        if folder.is_dir()
+    }
+    python = [
+        path
+        for top in ("examples", "tests", "docs")
+        for path in (ROOT / top).rglob("*.py")
+        if "_build" not in path.parts
+    ]
+    assert python
+    assert sorted(str(p) for p in python if p.parent.resolve() not in reached) == []

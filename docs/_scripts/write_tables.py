@@ -22,6 +22,7 @@ import ast
 import inspect
 import sys
 from pathlib import Path
+from typing import Any
 
 DOCS = Path(__file__).resolve().parent.parent
 SRC = DOCS.parent / "src"
@@ -208,7 +209,7 @@ def defaults() -> bytes:
         ("adieu.open_unix_server", "backlog"),
     )
     for function, parameter in signatures:
-        target = adieu
+        target: Any = adieu
         for part in function.split(".")[1:]:
             target = getattr(target, part)
         default = inspect.signature(target).parameters[parameter].default

@@ -39,7 +39,7 @@ async def test_a_cut_pipe_is_a_truncation_after_the_messages_before_it(
         # Let the server's reader take every byte in flight, then cut: the
         # server sees EOF without the client's END.
         await trio.testing.wait_all_tasks_blocked()
-        pipe = client.transport.stream.outgoing  # type: ignore[attr-defined]
+        pipe = adieu.testing.memory_stream(client).outgoing
         assert pipe.in_flight == b""
         pipe.cut()
         await trio.testing.wait_all_tasks_blocked()
