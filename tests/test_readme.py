@@ -47,3 +47,25 @@ def test_ci_type_checks_every_python_file() -> None:
     ]
     assert python
     assert sorted(str(p) for p in python if p.parent.resolve() not in reached) == []
+
+
+def test_readme_links_are_rendered_pages_that_exist() -> None:
+    # The README is also the package's description on an index, where a
+    # link to a file of the repository leads nowhere: every link goes to the
+    # rendered documentation (the Documentation URL of pyproject.toml), to a
+    # page that the docs' sources build.
+    readme = (ROOT / "README.md").read_text()
+    [docs_url] = re.findall(
+        r'^Documentation = "(.+)"$',
+        (ROOT / "pyproject.toml").read_text(),
+        re.MULTILINE,
+    )
+    links = re.findall(r"\]\(([^)]+)\)", readme)
+    assert links
+    base = docs_url.rstrip("/") + "/en/latest/"
+    for link in links:
+        if link.rstrip("/") == docs_url.rstrip("/") or link == base:
+            continue
+        assert link.startswith(base), link
+        page = link.removeprefix(base).removesuffix(".html")
+        assert (ROOT / "docs" / f"{page}.rst").is_file(), link
