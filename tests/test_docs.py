@@ -317,3 +317,16 @@ def test_every_diagram_opens_full_size_on_click(built: Path) -> None:
             rf'{name}\.svg"><img'
         )
         assert any(link.search(page) for page in pages), name
+
+
+def test_included_methods_are_shown_without_their_class_indentation() -> None:
+    # ":pyobject: Class.method" shows the method as it sits in its class,
+    # indented; ":dedent:" shows it from the left margin, as a reader
+    # would paste it.
+    offenders = [
+        f"{path.relative_to(DOCS)}: {target}"
+        for path in RST
+        for target, options in LITERALINCLUDE.findall(path.read_text(encoding="utf-8"))
+        if re.search(r":pyobject: \w+\.\w+", options) and ":dedent:" not in options
+    ]
+    assert offenders == []
