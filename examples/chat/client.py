@@ -47,6 +47,10 @@ MAX_MESSAGE = 16 * 1024  # the server's limit, in bytes
 TYPED_AHEAD = 100
 STDIN = 0
 READ_SIZE = 65536  # bytes per read of stdin: any size works, this is a pipe's
+# Schedule points the shutdown notice waits, for the reader to take bytes
+# that came with it: the reader needs one for its next read, one to act on
+# what it read; one more for good measure.
+SETTLE_CHECKPOINTS = 3
 # Seconds before the server's deadline at which a finishing client stops
 # sending what is left (at most half the grace period): the server stops
 # relaying to members who finished 1 s before its deadline, and the END
@@ -299,10 +303,14 @@ async def watch_for_shutdown(
     await conn.shutdown_requested.wait()
     input_.finish()  # at once: every moment of the grace period counts
     reason = conn.shutdown_reason or "the server is shutting down"
+    # A client suspended (Ctrl+Z) while the server shut down reads the notice
+    # and the server's abort together when it resumes. Let the connection's
+    # reader take what arrived with the notice before saying how much time
+    # is left: a few schedule points, no real time.
+    for _ in range(SETTLE_CHECKPOINTS):
+        await trio.lowlevel.checkpoint()
     if conn.termination is not None or conn.shutdown_deadline is None:
-        # A client suspended (Ctrl+Z) while the server shut down reads the
-        # notice and the server's abort together when it resumes: no time
-        # is left to announce; the summary says how it ended.
+        # No time is left to announce; the summary says how it ended.
         say(screen, f"{reason}, but the connection has already ended")
         return
     left = max(0.0, conn.shutdown_deadline - trio.current_time())

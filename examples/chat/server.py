@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import ssl
 import sys
 from os.path import abspath
@@ -262,6 +263,16 @@ async def main(args: argparse.Namespace) -> int:
         report = await adieu.run_until_signal(
             server, reason="the chat server is shutting down"
         )
+        # A Ctrl+C that comes once the shutdown has finished (a second one a
+        # moment too late) changes nothing: from now on it is ignored, so
+        # that it cannot cut the report short or change the exit status.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return print_report(report, room)
+
+
+def print_report(report: adieu.ShutdownReport, room: Room) -> int:
+    """Print how each connection ended; return the exit status."""
     print(report)
     for connection in report.connections:
         member = room.by_address.get(connection.remote_address)

@@ -346,6 +346,69 @@ def test_the_report_names_who_missed_a_line_said_after_they_left(
     assert "did not reach" not in mallory_line  # its own echo was delivered
 
 
+def test_a_second_signal_aborts_and_a_resumed_client_says_no_stale_time(
+    spawn: Spawn,
+) -> None:
+    """carol is suspended (as by Ctrl+Z) when the server shuts down; a
+    second SIGINT aborts. The server says it aborted, and exits 1 as its
+    --help says; carol, resumed, reads the notice and the reset together
+    and announces no time left: it says the server reset the connection,
+    and exits 4."""
+    server, port = start_server(spawn)
+    alice = join_chat(spawn, port, "alice")
+    carol = join_chat(spawn, port, "carol")
+    carol.signal(signal.SIGSTOP)
+    try:
+        server.signal(signal.SIGINT)
+        alice.out.wait_for(r"^\* alice finished$")  # waiting for carol now
+        server.signal(signal.SIGINT)
+        assert server.wait() == 1
+    finally:
+        carol.signal(signal.SIGCONT)
+    assert re.match(
+        r"^shutdown aborted in [\d.]+ s \(grace period 3 s\): 2 connections were "
+        r"open when the shutdown began: 2 aborted$",
+        server.out.lines[1],
+    ), server.out.lines
+    assert alice.wait() == 4
+    assert carol.wait() == 4
+    assert not any(" s left" in line for line in carol.out.lines), carol.out.lines
+    assert carol.out.lines[-1].startswith("*** the server reset the connection; ")
+
+
+def test_a_second_signal_that_cuts_nothing_changes_nothing(spawn: Spawn) -> None:
+    """Two Ctrl+C at once on an idle server (the second lands while the
+    instant shutdown runs, or just after it finished), then a third once
+    the report is out. Nothing was cut: the report says finished, once, and
+    the exit status is 0."""
+    server, _ = start_server(spawn)
+    wait_until_it_handles_sigterm(server)  # run_until_signal is running
+    server.signal(signal.SIGINT)
+    server.signal(signal.SIGINT)
+    # And one more once the report is out: too late to change anything.
+    server.out.wait_for(r"^shutdown ")
+    with contextlib.suppress(ProcessLookupError):
+        server.signal(signal.SIGINT)
+    assert server.wait() == 0, server.err.lines
+    reports = [line for line in server.out.lines if line.startswith("shutdown ")]
+    assert len(reports) == 1, server.out.lines
+    assert reports[0].startswith("shutdown finished "), reports
+    assert not any("Traceback" in line for line in server.err.lines)
+
+
+def wait_until_it_handles_sigterm(process: Process) -> None:
+    """Wait until ``process`` has a handler for SIGTERM (Linux: its
+    /proc/PID/status lists the signals it catches)."""
+    status = Path(f"/proc/{process.popen.pid}/status")
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        [caught] = re.findall(r"^SigCgt:\s*([0-9a-f]+)$", status.read_text(), re.M)
+        if int(caught, 16) & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.01)
+    pytest.fail("the server never started handling SIGTERM")
+
+
 def test_killed_client_is_logged_and_the_others_chat_on(spawn: Spawn) -> None:
     server, port = start_server(spawn)
     alice = join_chat(spawn, port, "alice")
