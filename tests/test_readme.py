@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,3 +71,35 @@ def test_readme_links_are_rendered_pages_that_exist() -> None:
         assert link.startswith(base), link
         page = link.removeprefix(base).removesuffix(".html")
         assert (ROOT / "docs" / f"{page}.rst").is_file(), link
+
+
+def readme_program() -> str:
+    """The README's Python program (its one ``python`` block)."""
+    readme = (ROOT / "README.md").read_text()
+    programs: list[str] = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    [program] = programs
+    return program
+
+
+def test_the_readme_program_runs_and_prints_what_it_says(tmp_path: Path) -> None:
+    (tmp_path / "fifteen.py").write_text(readme_program())
+    result = subprocess.run(
+        [sys.executable, "fifteen.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    hello, termination, report = result.stdout.splitlines()
+    assert hello == "b'hello'"
+    # What the comments promise.
+    assert termination.startswith("CLEAN ")
+    assert termination.endswith(", the server confirmed it: both ENDs exchanged")
+    assert report.startswith("shutdown finished in ")
+
+
+if __name__ == "__main__":  # .ci/run type-checks the README's program
+    if sys.argv[1:] == ["--print-program"]:
+        print(readme_program(), end="")

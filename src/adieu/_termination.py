@@ -108,7 +108,9 @@ class Termination:
         ]
         if self.messages_discarded:
             parts.append(f"discarded {self.messages_discarded} unread")
-        if self.confirmed and self.messages_sent:
+        if self.confirmed and self.messages_sent == 1:
+            parts.append("the server confirmed it")
+        elif self.confirmed and self.messages_sent:
             parts.append(f"the server confirmed all {self.messages_sent}")
         elif self.confirmed is False:
             parts.append(

@@ -59,6 +59,11 @@ def report(
             "the server confirmed all 3: both ENDs exchanged",
         ),
         (
+            termination(sent=1, received=0, acknowledged=1),
+            "CLEAN (begun by this side): sent 1 message, received 0 messages, "
+            "the server confirmed it: both ENDs exchanged",
+        ),
+        (
             termination(initiator=Initiator.PEER, sent=1, received=1),
             "CLEAN (begun by the peer): sent 1 message, received 1 message: "
             "both ENDs exchanged",
