@@ -190,7 +190,10 @@ def keys_one_by_one() -> Iterator[None]:
 def entered_so_far() -> int:
     """Bytes waiting on stdin now (a pipe, a terminal or a file): what was
     entered before this moment, and nothing after."""
-    size = fcntl.ioctl(STDIN, termios.FIONREAD, b"\0\0\0\0")
+    try:
+        size = fcntl.ioctl(STDIN, termios.FIONREAD, b"\0\0\0\0")
+    except OSError:  # a device that cannot say (/dev/null): nothing waits
+        return 0
     return int(struct.unpack("i", size)[0])
 
 
