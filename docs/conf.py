@@ -38,6 +38,10 @@ templates_path: list[str] = []
 nitpicky = True
 default_role = "py:obj"
 pygments_style = "sphinx"
+# A block that does not name its language is not highlighted: shell sessions
+# say "console", program output "text", and Python is only ever included
+# from files with ":language: python" (tests/test_docs.py checks all three).
+highlight_language = "none"
 
 # -- autodoc: the reference is the docstrings ---------------------------------
 autodoc_member_order = "bysource"

@@ -250,3 +250,83 @@ def test_every_program_in_the_docs_is_shown() -> None:
             if path.suffix == ".rst" or path.name.startswith(("_", ".")):
                 continue
             assert path.resolve() in included, path
+
+
+# ---------------------------------------------------------------- highlighting
+
+LITERALINCLUDE = re.compile(
+    r"^\s*\.\. literalinclude:: (\S+)\n((?:[ \t]+:.*\n)*)", re.MULTILINE
+)
+CODE_BLOCK = re.compile(
+    r"^\s*\.\. (?:code-block|code|sourcecode)::\s*(\S*)", re.MULTILINE
+)
+#: Languages a block may name: shell sessions, program output, config files.
+NOT_PYTHON = {"console", "text", "ini", "toml", "yaml", "docker", "none"}
+INCLUDED_TEXT = sorted((DOCS / "_generated").glob("*.inc"))
+
+
+def test_a_block_is_highlighted_as_python_only_if_it_is_python() -> None:
+    saved = list(sys.path)
+    try:
+        conf = runpy.run_path(str(DOCS / "conf.py"))
+    finally:
+        sys.path[:] = saved
+    # A block that names no language is not highlighted at all...
+    assert conf["highlight_language"] == "none"
+    offenders = []
+    for path in [*RST, *INCLUDED_TEXT]:
+        text = path.read_text(encoding="utf-8")
+        where = str(path.relative_to(DOCS))
+        # ...and none is left unnamed: "::" literal blocks are shell or output.
+        for line in text.splitlines():
+            if line.rstrip().endswith("::") and not line.lstrip().startswith(".. "):
+                offenders.append(f"{where}: a literal block with no language: {line}")
+        for language in CODE_BLOCK.findall(text):
+            if language not in NOT_PYTHON:
+                offenders.append(f"{where}: a code block in {language or '?'}")
+        for target, options in LITERALINCLUDE.findall(text):
+            language = re.search(r":language: (\S+)", options)
+            wanted = "python" if target.endswith(".py") else "not python"
+            named = language[1] if language else "none"
+            if (named == "python") != (wanted == "python") or not language:
+                offenders.append(f"{where}: {target} shown as {named}")
+    assert offenders == []
+
+
+def test_the_built_pages_highlight_python_only_in_included_programs(
+    built: Path,
+) -> None:
+    python_includes = sum(
+        target.endswith(".py")
+        for path in RST
+        for target, _ in LITERALINCLUDE.findall(path.read_text(encoding="utf-8"))
+    )
+    languages: list[str] = []
+    for page in built.rglob("*.html"):
+        languages += re.findall(r'<div class="[^"]*\bhighlight-(\w+)', page.read_text())
+    assert "default" not in languages  # Sphinx's guess: Python, or else nothing
+    assert languages.count("python") == python_includes
+    assert set(languages) <= NOT_PYTHON | {"python"}
+
+
+def test_every_diagram_opens_full_size_on_click(built: Path) -> None:
+    for name in ("symmetric", "asymmetric", "states", "errors"):
+        pages = [p.read_text() for p in built.rglob("*.html")]
+        link = re.compile(
+            rf'<a class="reference internal image-reference" href="[./]*_images/'
+            rf'{name}\.svg"><img'
+        )
+        assert any(link.search(page) for page in pages), name
+
+
+def test_included_methods_are_shown_without_their_class_indentation() -> None:
+    # ":pyobject: Class.method" shows the method as it sits in its class,
+    # indented; ":dedent:" shows it from the left margin, as a reader
+    # would paste it.
+    offenders = [
+        f"{path.relative_to(DOCS)}: {target}"
+        for path in RST
+        for target, options in LITERALINCLUDE.findall(path.read_text(encoding="utf-8"))
+        if re.search(r":pyobject: \w+\.\w+", options) and ":dedent:" not in options
+    ]
+    assert offenders == []

@@ -20,16 +20,21 @@ sys.path.insert(0, str(DOCS.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import trio  # noqa: E402
-from svg import ACCENT, FILL, INK, MUTED, Drawing, text_width  # noqa: E402
+from svg import ACCENT, FILL, INK, MUTED, Drawing, text_width, wrap  # noqa: E402
 
 import adieu  # noqa: E402
 
 OUTPUT = "diagrams/errors.svg"
 
-ROW = 46
-INDENT = 44
-NAME_SIZE = 13
-NOTE_SIZE = 12
+# Sizes for a picture shown about 700 px wide (a page's text column); a
+# click opens it at full size. Notes wrap, so the picture stays narrow.
+BOX = 40  # height of a class's box
+GAP = 16  # between two rows
+INDENT = 48
+NAME_SIZE = 19
+NOTE_SIZE = 17
+NOTE_LINE = 22
+NOTE_WRAP = 44  # characters per line of a note
 MARGIN = 24
 
 #: Raised by adieu as is, with no subclass of its own.
@@ -107,39 +112,44 @@ def render() -> dict[str, bytes]:
         depth * INDENT + text_width(qualified(cls), NAME_SIZE)
         for depth, cls, _ in items
     )
-    note_x = MARGIN + name_w + 48
-    width = note_x + max(text_width(note, NOTE_SIZE) for *_, note in items) + MARGIN
-    height = MARGIN * 2 + len(items) * ROW
+    note_x = MARGIN + name_w + 40
+    notes = [wrap(note, NOTE_WRAP) if note else [] for *_, note in items]
+    width = note_x + max(text_width(line, NOTE_SIZE) for n in notes for line in n)
+    width += MARGIN
+    heights = [max(BOX, len(n) * NOTE_LINE + 8) + GAP for n in notes]
+    height = MARGIN * 2 + sum(heights)
     d = Drawing(width, height, "adieu's exceptions, drawn from the classes")
     ours = set(adieu_exceptions())
     stack: list[tuple[int, float]] = []  # (depth, y) of the open ancestors
-    for i, (depth, cls, note) in enumerate(items):
-        y = MARGIN + i * ROW
+    y = float(MARGIN)
+    rows_drawn = zip(items, notes, heights, strict=True)
+    for (depth, cls, _), note_lines, row_height in rows_drawn:
         x = MARGIN + depth * INDENT
         while stack and stack[-1][0] >= depth:
             stack.pop()
         if stack:
             _, parent_y = stack[-1]
-            px = MARGIN + (depth - 1) * INDENT + 14
-            d.line(px, parent_y + 30, px, y + 15, color=MUTED)
-            d.line(px, y + 15, x, y + 15, color=MUTED)
+            px = MARGIN + (depth - 1) * INDENT + 16
+            d.line(px, parent_y + BOX, px, y + BOX / 2, color=MUTED)
+            d.line(px, y + BOX / 2, x, y + BOX / 2, color=MUTED)
         stack.append((depth, y))
         name = qualified(cls)
-        box_w = text_width(name, NAME_SIZE) + 20
+        box_w = text_width(name, NAME_SIZE) + 24
         mine = cls in ours
         d.rect(
             x,
             y,
             box_w,
-            30,
+            BOX,
             fill=FILL if mine else "#f6f8fa",
             stroke=ACCENT if mine else MUTED,
             radius=4,
             dashed=not mine,
         )
-        d.text(x + 10, y + 20, name, size=NAME_SIZE, bold=mine, color=INK)
-        if note:
-            d.text(note_x, y + 20, note, size=NOTE_SIZE, color=MUTED)
+        d.text(x + 12, y + 27, name, size=NAME_SIZE, bold=mine, color=INK)
+        for i, line in enumerate(note_lines):
+            d.text(note_x, y + 26 + i * NOTE_LINE, line, size=NOTE_SIZE, color=MUTED)
+        y += row_height
     return {OUTPUT: d.render()}
 
 

@@ -43,10 +43,13 @@ Step = tuple[str, str, str]
 CLIENT_X = 470.0
 SERVER_X = 790.0
 WIDTH = 1260.0
-TEXT_SIZE = 12.0
-LINE = 16.0
-WRAP = 52  # characters per line of a step's text
-TOP = 90.0
+# Sizes for a picture shown about 700 px wide (a page's text column): 19
+# units there are 11 px, readable; a click opens it at full size.
+TEXT_SIZE = 19.0
+LABEL_SIZE = 17.0
+LINE = 25.0
+WRAP = 34  # characters per line of a step's text: fits beside its actor
+TOP = 104.0
 
 #: The race the asymmetric diagram replays: the moves of the symmetric
 #: counterexample, except that adieu's server, which may not send END before
@@ -167,10 +170,10 @@ def _arrows(trace: Sequence[Step]) -> list[Arrow]:
 
 
 def _row_heights(trace: Sequence[Step]) -> list[float]:
-    heights = [44.0]
+    heights = [56.0]
     for _actor, action, detail in trace:
         lines = len(wrap(action, WRAP)) + (len(wrap(detail, WRAP)) if detail else 0)
-        heights.append(max(44.0, lines * LINE + 18))
+        heights.append(max(56.0, lines * LINE + 22))
     return heights
 
 
@@ -183,11 +186,11 @@ def draw(trace: Sequence[Step], title: str, heading: str) -> bytes:
         y += h
     height = y + 30
     d = Drawing(WIDTH, height, title)
-    d.text(WIDTH / 2, 28, heading, size=15, anchor="middle", bold=True)
+    d.text(WIDTH / 2, 32, heading, size=23, anchor="middle", bold=True)
     for name, x in (("client", CLIENT_X), ("server", SERVER_X)):
-        d.rect(x - 55, 46, 110, 30, radius=4)
-        d.text(x, 66, name, size=14, anchor="middle", bold=True)
-        d.line(x, 76, x, height - 20, color=MUTED, dashed=True, width=1)
+        d.rect(x - 70, 48, 140, 40, radius=4)
+        d.text(x, 75, name, size=21, anchor="middle", bold=True)
+        d.line(x, 88, x, height - 20, color=MUTED, dashed=True, width=1)
     x_of = {"client": CLIENT_X, "server": SERVER_X}
 
     for arrow in _arrows(trace):
@@ -200,7 +203,7 @@ def draw(trace: Sequence[Step], title: str, heading: str) -> bytes:
             y1 += 8
             y2 += 8
         color = ALARM if arrow.lost else (MUTED if arrow.fin else ACCENT)
-        end = x2 - 13 if x2 > x1 else x2 + 13  # stop at the step's badge
+        end = x2 - 17 if x2 > x1 else x2 + 17  # stop at the step's badge
         d.line(x1, y1, end, y2, color=color, arrow=True, dashed=arrow.fin)
         # The label sits on the arrow, a third of the way from the sender.
         lx = x1 + (x2 - x1) * 0.3
@@ -209,7 +212,7 @@ def draw(trace: Sequence[Step], title: str, heading: str) -> bytes:
             lx,
             ly - 5,
             arrow.label,
-            size=11,
+            size=LABEL_SIZE,
             anchor="middle",
             color=color,
             angle=angle_of(x1, y1, x2, y2),
@@ -221,27 +224,30 @@ def draw(trace: Sequence[Step], title: str, heading: str) -> bytes:
         x = x_of[actor]
         y = ys[row]
         alarm = "cannot answer" in detail or "unanswered" in detail
-        d.circle(x, y, 11, fill=ALARM if alarm else INK)
-        d.text(x, y + 4, str(row), size=11, anchor="middle", color="#ffffff", bold=True)
+        d.circle(x, y, 15, fill=ALARM if alarm else INK)
+        d.text(x, y + 6, str(row), size=17, anchor="middle", color="#ffffff", bold=True)
         if actor == "client":
-            tx, anchor = x - 22, "end"
+            tx, anchor = x - 24, "end"
         else:
-            tx, anchor = x + 22, "start"
-        ty = y + 4
+            tx, anchor = x + 24, "start"
+        ty = y + 6
         for line in wrap(action, WRAP):
-            d.text(tx, ty, line, anchor=anchor, bold=True)
+            d.text(tx, ty, line, size=TEXT_SIZE, anchor=anchor, bold=True)
             ty += LINE
         if detail:
+            color = ALARM if alarm else MUTED
             for line in wrap(detail, WRAP):
-                d.text(tx, ty, line, anchor=anchor, color=ALARM if alarm else MUTED)
+                d.text(tx, ty, line, size=TEXT_SIZE, anchor=anchor, color=color)
                 ty += LINE
     return d.render()
 
 
 def trace_text(trace: Sequence[Step]) -> bytes:
-    """The trace as a literal block to include in the docs."""
+    """The trace as a plain-text listing to include in the docs (long lines
+    wrap: see the ``adieu-listing`` class in ``_static/adieu.css``)."""
     body = checker.format_trace(trace)
-    lines = ["::", ""] + [f"    {line}" for line in body.splitlines()] + [""]
+    lines = [".. code-block:: text", "   :class: adieu-listing", ""]
+    lines += [f"    {line}" for line in body.splitlines()] + [""]
     return "\n".join(lines).encode("utf-8")
 
 

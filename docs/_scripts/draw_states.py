@@ -25,10 +25,12 @@ from adieu._state import GUARDS, TRANSITIONS, FrameKind, Role, SideState  # noqa
 
 OUTPUT = "diagrams/states.svg"
 
-BOX_H = 44
-STATE_SIZE = 14
-LABEL_SIZE = 12
-GAP = 190  # horizontal room between two columns, for the edge labels
+# Sizes for a picture shown about 700 px wide (a page's text column); a
+# click opens it at full size.
+BOX_H = 52
+STATE_SIZE = 19
+LABEL_SIZE = 17
+NOTE_SIZE = 17
 MARGIN = 30
 
 
@@ -78,12 +80,24 @@ def band(role: Role) -> float:
     return 170 + 50 * arcs(role)
 
 
+def gap() -> float:
+    """Horizontal room between two columns: the longest line of an edge's
+    label fits (a guard goes on a line of its own, under the arrow)."""
+    lines = [
+        line
+        for role in Role
+        for kind in FrameKind
+        for line in frame_label(role, kind).split(" [")
+    ]
+    return max(text_width(line, LABEL_SIZE) for line in lines) + 30
+
+
 def draw_role(d: Drawing, role: Role, top: float, box_w: float) -> None:
     table = TRANSITIONS[role]
     column = columns(role)
-    d.text(MARGIN, top + 22, f"A {role.value}'s side", size=15, bold=True)
-    mid = top + 120
-    x_of = {s: MARGIN + 40 + c * (box_w + GAP) for s, c in column.items()}
+    d.text(MARGIN, top + 26, f"A {role.value}'s side", size=21, bold=True)
+    mid = top + 130
+    x_of = {s: MARGIN + 40 + c * (box_w + gap()) for s, c in column.items()}
 
     # The start marker.
     start = x_of[SideState.PREAMBLE]
@@ -115,14 +129,24 @@ def draw_role(d: Drawing, role: Role, top: float, box_w: float) -> None:
             x2 = x_of[target]
             if span == 1:
                 d.line(x1, mid, x2 - 2, mid, arrow=True, color=color)
+                frame, _, guard = label.partition(" [")
                 d.text(
                     (x1 + x2) / 2,
-                    mid - 8,
-                    label,
+                    mid - 9,
+                    frame,
                     size=LABEL_SIZE,
                     anchor="middle",
                     color=color,
                 )
+                if guard:
+                    d.text(
+                        (x1 + x2) / 2,
+                        mid + 24,
+                        f"[{guard}",
+                        size=LABEL_SIZE,
+                        anchor="middle",
+                        color=color,
+                    )
             else:
                 # Skips a column: an arc below the boxes, deeper for each one.
                 below += 1
@@ -149,7 +173,7 @@ def draw_role(d: Drawing, role: Role, top: float, box_w: float) -> None:
         d.rect(x, mid - BOX_H / 2, box_w, BOX_H, fill="#e8f5e9" if final else FILL)
         d.text(
             x + box_w / 2,
-            mid + 5,
+            mid + 7,
             state.name,
             size=STATE_SIZE,
             anchor="middle",
@@ -162,7 +186,7 @@ def render() -> dict[str, bytes]:
     names = [s.name for role in Role for s in TRANSITIONS[role]]
     box_w = max(text_width(n, STATE_SIZE) for n in names) + 28
     n_columns = max(max(columns(role).values()) for role in Role) + 1
-    width = 2 * MARGIN + 40 + n_columns * box_w + (n_columns - 1) * GAP
+    width = 2 * MARGIN + 40 + n_columns * box_w + (n_columns - 1) * gap()
     height = sum(band(role) for role in Role) + 60
     d = Drawing(
         width,
@@ -180,11 +204,14 @@ def render() -> dict[str, bytes]:
     )
     d.text(
         MARGIN,
-        height - 34,
+        height - 44,
         "Any frame not drawn from a state is a protocol error.",
+        size=NOTE_SIZE,
         color=MUTED,
     )
-    d.text(MARGIN, height - 16, f"Guards, in blue: {guards}.", color=ACCENT)
+    d.text(
+        MARGIN, height - 18, f"Guards, in blue: {guards}.", size=NOTE_SIZE, color=ACCENT
+    )
     return {OUTPUT: d.render()}
 
 

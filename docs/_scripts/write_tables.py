@@ -22,6 +22,7 @@ import ast
 import inspect
 import sys
 from pathlib import Path
+from typing import Any
 
 DOCS = Path(__file__).resolve().parent.parent
 SRC = DOCS.parent / "src"
@@ -44,6 +45,11 @@ DEFAULTS = {
 
 #: Defaults that are not exported constants: (where, module, name).
 OTHER_DEFAULTS = (
+    (
+        "connect_tcp() and connect_unix(): handshake_timeout, in seconds",
+        "_open",
+        "CLIENT_HANDSHAKE_TIMEOUT",
+    ),
     ("the SHUTDOWN reason of Server.shutdown()", "_server", "DEFAULT_SHUTDOWN_REASON"),
     ("the longest SHUTDOWN reason, in bytes of UTF-8", "_frames", "MAX_REASON_BYTES"),
     (
@@ -203,7 +209,7 @@ def defaults() -> bytes:
         ("adieu.open_unix_server", "backlog"),
     )
     for function, parameter in signatures:
-        target = adieu
+        target: Any = adieu
         for part in function.split(".")[1:]:
             target = getattr(target, part)
         default = inspect.signature(target).parameters[parameter].default

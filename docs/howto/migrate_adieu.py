@@ -16,8 +16,8 @@ async def echo_messages(conn: adieu.Connection) -> None:
 async def main(port: int = 7000, host: str = "127.0.0.1") -> adieu.ShutdownReport:
     async with trio.open_nursery() as nursery:
         serve = functools.partial(adieu.serve_tcp, host=host)
-        server = await nursery.start(serve, echo_messages, port)
-        print("listening on", server.listeners[0].socket.getsockname())
+        server: adieu.Server = await nursery.start(serve, echo_messages, port)
+        print("listening on port", server.port)
         # ... later, to stop: ask every client to finish, within 10 s.
         return await server.shutdown(grace_period=10)
 

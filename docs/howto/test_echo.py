@@ -49,7 +49,7 @@ async def test_the_last_request_crossing_shutdown_is_answered() -> None:
     ):
         await client.send(b"first")
         assert await client.receive() == b"first"
-        to_server = client.transport.stream.outgoing  # a MemoryPipe
+        to_server = adieu.testing.memory_stream(client).outgoing
         to_server.hold()  # what the client sends now stays in flight
         await client.send(b"last")
         await client.send_eof()
@@ -69,7 +69,7 @@ async def test_a_cut_connection_is_reported_as_truncated() -> None:
     ):
         await client.send(b"ping")
         assert await client.receive() == b"ping"
-        client.transport.stream.incoming.cut()  # the server's bytes stop
+        adieu.testing.memory_stream(client).incoming.cut()  # the server's bytes stop
         with pytest.raises(adieu.ConnectionTruncated):
             await client.receive()
     assert client.termination is not None
@@ -81,7 +81,7 @@ async def test_a_reset_is_reported_as_such() -> None:
         adieu.testing.open_memory_server(echo) as server,
         adieu.testing.connect_memory(server) as client,
     ):
-        client.transport.stream.incoming.reset()
+        adieu.testing.memory_stream(client).incoming.reset()
         with pytest.raises(adieu.ConnectionReset):
             await client.receive()
     assert client.termination is not None

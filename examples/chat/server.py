@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import ssl
 import sys
 from os.path import abspath
 
 import trio
+from options import number_in
 
 import adieu
 
@@ -83,6 +85,9 @@ class Member:
         self.queued = self.sent = 0  # lines, since it joined
         self.progress = trio.Event()  # set (and replaced) as lines go out
         self.gone = False
+        # Lines said in the room after this member stopped waiting for the
+        # others at the end of a shutdown: never queued for it.
+        self.missed = 0
 
     def put(self, line: str) -> bool:
         """Queue ``line`` without waiting; ``False`` if the queue is full."""
@@ -107,6 +112,12 @@ class Member:
             self.gone = True
             self.progress.set()
 
+    @property
+    def undelivered(self) -> int:
+        """Lines said in the room while this member was in it, or still
+        connected during the shutdown, that did not reach it."""
+        return self.queued - self.sent + self.missed
+
     async def caught_up(self) -> None:
         """Wait until every line queued so far has been sent."""
         target = self.queued
@@ -117,7 +128,12 @@ class Member:
 class Room:
     def __init__(self) -> None:
         self.members: dict[str, Member] = {}
-        self.names: dict[object, str] = {}  # address -> nick, for the report
+        # address -> member, for the report (those who left before the
+        # shutdown are dropped: the report does not list them)
+        self.by_address: dict[object, Member] = {}
+        # Members who stopped waiting for the others at the end of a
+        # shutdown (see finish): what is said after that misses them.
+        self.left_early: list[Member] = []
         self.changed = trio.Event()  # set (and replaced) when someone finishes
 
     async def handle(self, conn: adieu.Connection) -> str | None:
@@ -157,7 +173,7 @@ class Room:
         member = Member(nick, conn)
         others = ", ".join(self.members) or "nobody yet"
         self.members[nick] = member
-        self.names[conn.remote_address] = nick
+        self.by_address[conn.remote_address] = member
         log.info("%s joined from %s", nick, where(conn.remote_address))
         member.put(f"* welcome, {nick}! Here: {others}")
         self.say(f"* {nick} joined", skip=member)
@@ -167,6 +183,8 @@ class Room:
         """Queue ``line`` for every member: all see the same order. Never
         blocks; a member whose queue is full is cut off."""
         everyone = [m for m in self.members.values() if m is not skip]
+        for member in self.left_early:
+            member.missed += 1
         too_slow = [member for member in everyone if not member.put(line)]
         for member in too_slow:
             log.warning("%s is not reading: %d lines queued", member.nick, QUEUE_SIZE)
@@ -194,6 +212,8 @@ class Room:
         with trio.move_on_at(leave_at):
             while any(m.talking for m in self.members.values()):
                 await self.changed.wait()
+        if any(m.talking for m in self.members.values()):
+            self.left_early.append(member)  # the report counts what it missed
         self.leave(member)
 
     def leave(self, member: Member, notice: str | None = None) -> None:
@@ -202,7 +222,7 @@ class Room:
         del self.members[member.nick]
         member.outbox.close()  # deliver() sends what is queued, then ends
         if not member.conn.shutdown_requested.is_set():
-            self.names.pop(member.conn.remote_address, None)
+            self.by_address.pop(member.conn.remote_address, None)
         if member.talking:
             member.talking = False
             self.changed.set()
@@ -243,29 +263,68 @@ async def main(args: argparse.Namespace) -> int:
         report = await adieu.run_until_signal(
             server, reason="the chat server is shutting down"
         )
+        # A Ctrl+C that comes once the shutdown has finished (a second one a
+        # moment too late) changes nothing: from now on it is ignored, so
+        # that it cannot cut the report short or change the exit status.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return print_report(report, room)
+
+
+def print_report(report: adieu.ShutdownReport, room: Room) -> int:
+    """Print how each connection ended; return the exit status."""
     print(report)
     for connection in report.connections:
-        nick = room.names.get(connection.remote_address, "?")
-        print(
-            f"  {nick} ({where(connection.remote_address)}): {connection.termination}"
-        )
-    return 1 if report.aborted else 0
+        member = room.by_address.get(connection.remote_address)
+        line = f"  {member.nick if member else '(no name)'}"
+        line += f" ({where(connection.remote_address)}): {connection.termination}"
+        if member and member.undelivered:
+            line += (
+                f"; {plural(member.undelivered, 'line')} said in the room "
+                f"did not reach {member.nick}"
+            )
+        print(line)
+    cut = report.counts[adieu.TerminationKind.TIMED_OUT]
+    cut += report.counts[adieu.TerminationKind.ABORTED]
+    return 1 if cut else 0
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+class QuietReport(logging.Filter):
+    """Drop adieu's log record of the shutdown report: main() prints the
+    report itself, with each client's name, and it should appear once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(arg, adieu.ShutdownReport) for arg in args)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="adieu chat server: a chat room whose shutdown loses nothing.",
         epilog="Ctrl+C or SIGTERM: graceful shutdown (clients get --grace "
-        "seconds to finish); a second one aborts. Exit status: 0 after a "
-        "graceful shutdown (its report is printed), 1 if it was aborted or "
-        "could not listen.",
+        "seconds to finish); a second one aborts. The report of how each "
+        "connection ended is printed either way. Exit status: 0 when the "
+        "shutdown cut no connection (each client finished, or had lost its "
+        "connection itself); 1 when it cut some (the grace period ran out, or "
+        "a second Ctrl+C aborted them) or the server could not listen; 2 for "
+        "bad arguments.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="default %(default)s")
     parser.add_argument(
-        "--port", type=int, default=7777, help="default %(default)s; 0: any free port"
+        "--port",
+        type=number_in(int, 0, 65535, "a port (0 to 65535)"),
+        default=7777,
+        help="default %(default)s; 0: any free port",
     )
     parser.add_argument(
-        "--grace", type=float, default=10.0, help="seconds (default %(default)g)"
+        "--grace",
+        type=number_in(float, 0.0, 86400.0, "seconds (0 to 86400)"),
+        default=10.0,
+        help="seconds (default %(default)g)",
     )
     parser.add_argument(
         "--tls",
@@ -287,6 +346,8 @@ if __name__ == "__main__":
         format="%(asctime)s.%(msecs)03d %(name)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(QuietReport())
     try:
         sys.exit(trio.run(main, arguments))
     except OSError as exc:  # the address is taken, or not ours

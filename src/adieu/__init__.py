@@ -17,6 +17,7 @@ from ._errors import (
     ConnectionReset,
     ConnectionTruncated,
     EndOfMessages,
+    HandshakeTimeout,
     LocalProtocolError,
     MessageTooLarge,
     ProtocolError,
@@ -68,6 +69,7 @@ __all__ = [
     "EndOfMessages",
     "ProtocolError",
     "MessageTooLarge",
+    "HandshakeTimeout",
     "LocalProtocolError",
     # sans-I/O core
     "Protocol",

@@ -8,7 +8,9 @@ streams keeps working when it is handed an adieu connection::
      ├── ConnectionReset                the peer aborted (TCP RST)
      ├── ConnectionTruncated            the transport ended without the peer's END
      └── ProtocolError                  the peer sent bytes that break the protocol
-          └── MessageTooLarge           (also a ValueError) a message over the limit
+          ├── MessageTooLarge           (also a ValueError) a message over the limit
+          └── HandshakeTimeout          (also a trio.TooSlowError) a server that
+                                        sent no preamble in time
 
     trio.EndOfChannel
      └── EndOfMessages                  the peer sent END: a clean end of its messages
@@ -38,6 +40,7 @@ __all__ = [
     "ConnectionReset",
     "ConnectionTruncated",
     "EndOfMessages",
+    "HandshakeTimeout",
     "LocalProtocolError",
     "MessageTooLarge",
     "ProtocolError",
@@ -106,6 +109,28 @@ class MessageTooLarge(ProtocolError, ValueError):
         super().__init__(message)
         self.size = size
         self.limit = limit
+
+
+class HandshakeTimeout(ProtocolError, trio.TooSlowError):
+    """The server did not send adieu's preamble within the client's
+    ``handshake_timeout``.
+
+    Raised by :func:`adieu.connect_tcp` and :func:`adieu.connect_unix`
+    before their block starts, so a client never waits forever on a peer
+    that does not speak: a wrong port (an HTTP server waits for a request
+    and says nothing), a half-dead proxy, a stopped server process whose
+    socket is still open. The connection is aborted. The exception is
+    chained to the :exc:`trio.TooSlowError` of the expired bound, and is a
+    :exc:`trio.TooSlowError` itself, so code that already bounds the
+    connect with :func:`trio.fail_after` catches it the same way.
+
+    Attributes:
+        timeout: the bound that expired, in seconds.
+    """
+
+    def __init__(self, message: str, *, timeout: float) -> None:
+        super().__init__(message)
+        self.timeout = timeout
 
 
 class EndOfMessages(trio.EndOfChannel):

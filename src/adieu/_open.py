@@ -11,7 +11,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -22,11 +22,17 @@ from ._connection import (
     Connection,
     check_options,
 )
+from ._errors import HandshakeTimeout
 from ._frames import DEFAULT_MAX_MESSAGE_SIZE
 from ._state import Role
 from ._transport import DEFAULT_LINGER, TransportStream
 
 __all__ = ["connect_tcp", "connect_unix", "running", "wrap_stream"]
+
+#: Seconds a client waits for the server's preamble: the same bound, for the
+#: same reason, as the server's DEFAULT_HANDSHAKE_TIMEOUT (a test checks that
+#: they agree).
+CLIENT_HANDSHAKE_TIMEOUT: Final = 10.0
 
 
 def only_exception(
@@ -159,10 +165,13 @@ def _client_options(
     receive_buffer_size: int,
     close_timeout: float,
     linger: float,
+    handshake_timeout: float,
 ) -> dict[str, Any]:
     """A client's options for :func:`wrap_stream`, checked before anything
     is connected (a client's close timeout is its connection's grace
-    period)."""
+    period; the handshake timeout is the client's own)."""
+    if not handshake_timeout >= 0:  # also refuses NaN
+        raise ValueError(f"handshake_timeout must be >= 0, not {handshake_timeout!r}")
     options: dict[str, Any] = {
         "max_message_size": max_message_size,
         "receive_buffer_size": receive_buffer_size,
@@ -171,6 +180,31 @@ def _client_options(
     }
     check_options(**options)
     return options
+
+
+@asynccontextmanager
+async def _client(
+    stream: trio.abc.Stream,
+    options: dict[str, Any],
+    handshake_timeout: float,
+    where: str,
+) -> AsyncIterator[Connection]:
+    """Run a client connection over ``stream``; its block starts once the
+    server's preamble has arrived (or the connection has already failed,
+    which the block's first call then reports), within
+    ``handshake_timeout``."""
+    async with wrap_stream(stream, Role.CLIENT, **options) as conn:
+        try:
+            with trio.fail_after(handshake_timeout):
+                await conn._wait_handshake()
+        except trio.TooSlowError as exc:
+            raise HandshakeTimeout(
+                f"{where} sent no adieu preamble within the handshake timeout "
+                f"({handshake_timeout:g} s): expected an adieu server there; "
+                "is it the right address, and is the server answering?",
+                timeout=handshake_timeout,
+            ) from exc
+        yield conn
 
 
 @asynccontextmanager
@@ -185,6 +219,7 @@ async def connect_tcp(
     close_timeout: float = DEFAULT_GRACE_PERIOD,
     linger: float = DEFAULT_LINGER,
     happy_eyeballs_delay: float | None = 0.25,
+    handshake_timeout: float = CLIENT_HANDSHAKE_TIMEOUT,
 ) -> AsyncIterator[Connection]:
     """Connect to an adieu server over TCP (or TLS over TCP).
 
@@ -210,15 +245,22 @@ async def connect_tcp(
             :attr:`~Connection.grace_period`.
         linger: bound of ``aclose()``'s wait for the server's EOF (default 2).
         happy_eyeballs_delay: as :func:`trio.open_tcp_stream`.
+        handshake_timeout: seconds the server has to send its preamble once
+            the connection (and TLS handshake) is made (default 10); the
+            block starts only when it has arrived. A server that says
+            nothing (a wrong port, a half-dead proxy) cannot hold the
+            client forever.
 
     Raises:
         ValueError: an option is out of range (checked before connecting).
         OSError: the connection could not be made.
         trio.BrokenResourceError: the TLS handshake failed (its
             ``__cause__`` says why, e.g. :exc:`ssl.SSLCertVerificationError`).
+        HandshakeTimeout: the server sent no preamble within
+            ``handshake_timeout`` (the connection is aborted).
     """
     options = _client_options(
-        max_message_size, receive_buffer_size, close_timeout, linger
+        max_message_size, receive_buffer_size, close_timeout, linger, handshake_timeout
     )
     stream: trio.abc.Stream = await trio.open_tcp_stream(
         host, port, happy_eyeballs_delay=happy_eyeballs_delay
@@ -234,7 +276,8 @@ async def connect_tcp(
             await trio.aclose_forcefully(ssl_stream)
             raise
         stream = ssl_stream
-    async with wrap_stream(stream, Role.CLIENT, **options) as conn:
+    where = f"the server at {host!r} port {port}"
+    async with _client(stream, options, handshake_timeout, where) as conn:
         yield conn
 
 
@@ -246,6 +289,7 @@ async def connect_unix(
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
     close_timeout: float = DEFAULT_GRACE_PERIOD,
     linger: float = DEFAULT_LINGER,
+    handshake_timeout: float = CLIENT_HANDSHAKE_TIMEOUT,
 ) -> AsyncIterator[Connection]:
     """Connect to an adieu server on a Unix domain socket at ``path``.
 
@@ -255,10 +299,13 @@ async def connect_unix(
         ValueError: an option is out of range (checked before connecting).
         OSError: the connection could not be made.
         RuntimeError: this platform has no Unix domain sockets.
+        HandshakeTimeout: the server sent no preamble within
+            ``handshake_timeout`` (the connection is aborted).
     """
     options = _client_options(
-        max_message_size, receive_buffer_size, close_timeout, linger
+        max_message_size, receive_buffer_size, close_timeout, linger, handshake_timeout
     )
     stream = await trio.open_unix_socket(os.fspath(path))
-    async with wrap_stream(stream, Role.CLIENT, **options) as conn:
+    where = f"the server at {os.fspath(path)!r}"
+    async with _client(stream, options, handshake_timeout, where) as conn:
         yield conn

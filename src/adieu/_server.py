@@ -160,23 +160,52 @@ class ShutdownReport:
         return all(c.termination.lossless for c in self.connections)
 
     def __str__(self) -> str:
+        """A sentence for a person, which says what each count counts and
+        when, e.g. ``shutdown finished in 0.004 s (grace period 5 s): 1
+        connection was open when the shutdown began: 1 clean``. When a
+        request to abort came but every connection had already ended, it
+        says that nothing was cut."""
         total = len(self.connections)
-        kinds = ", ".join(
-            f"{n} {kind.value.replace('_', ' ')}"
-            for kind, n in self.counts.items()
-            if n
+        cut = sum(
+            self.counts[kind]
+            for kind in (TerminationKind.ABORTED, TerminationKind.TIMED_OUT)
         )
+        if not self.aborted:
+            how = "finished"
+        elif cut:
+            how = "aborted"
+        else:
+            how = "finished (an abort was requested, but it cut no connection)"
         text = (
-            f"shutdown {'aborted' if self.aborted else 'finished'} in "
-            f"{self.duration:.3f} s (grace period {self.grace_period:g} s): "
-            f"{total} connection{'s' if total != 1 else ''} open"
+            f"shutdown {how} in {self.duration:.3f} s "
+            f"(grace period {self.grace_period:g} s): "
         )
-        if kinds:
-            text += f": {kinds}"
+        if total:
+            text += (
+                f"{total} connection{' was' if total == 1 else 's were'} open "
+                f"when the shutdown began: {_kinds(self.counts)}"
+            )
+        else:
+            text += "no connection was open when the shutdown began"
+        before = sum(self.ended_before.values())
+        if before:
+            text += (
+                f"; {before} connection{'' if before == 1 else 's'} had ended "
+                f"before: {_kinds(self.ended_before)}"
+            )
         discarded = sum(c.termination.messages_discarded for c in self.connections)
         if discarded:
-            text += f"; {discarded} unread messages discarded"
+            text += (
+                f"; {discarded} unread message{'' if discarded == 1 else 's'} discarded"
+            )
         return text
+
+
+def _kinds(counts: Mapping[TerminationKind, int]) -> str:
+    """``1 clean, 2 timed out``: the nonzero counts, in the enum's order."""
+    return ", ".join(
+        f"{n} {kind.value.replace('_', ' ')}" for kind, n in counts.items() if n
+    )
 
 
 @dataclasses.dataclass(eq=False)

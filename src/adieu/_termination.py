@@ -95,13 +95,30 @@ class Termination:
         )
 
     def __str__(self) -> str:
+        """One line for a person: how it ended, who began or caused it (in
+        words: "this side" is the program printing it), the message counts,
+        whether the server confirmed them, and :attr:`detail`. For example
+        ``CLEAN (begun by this side): sent 3 messages, received 3 messages,
+        the server confirmed all 3: both ENDs exchanged``."""
+        side = "this side" if self.initiator is Initiator.LOCAL else "the peer"
+        verb = "begun" if self.kind is TerminationKind.CLEAN else "caused"
         parts = [
-            f"{self.kind.name} ({self.initiator.value})",
-            f"sent {self.messages_sent}",
-            f"received {self.messages_received}",
+            f"sent {_count(self.messages_sent, 'message')}",
+            f"received {_count(self.messages_received, 'message')}",
         ]
         if self.messages_discarded:
-            parts.append(f"discarded {self.messages_discarded}")
-        if self.confirmed is not None:
-            parts.append("confirmed" if self.confirmed else "NOT confirmed")
-        return ", ".join(parts) + f": {self.detail}"
+            parts.append(f"discarded {self.messages_discarded} unread")
+        if self.confirmed and self.messages_sent == 1:
+            parts.append("the server confirmed it")
+        elif self.confirmed and self.messages_sent:
+            parts.append(f"the server confirmed all {self.messages_sent}")
+        elif self.confirmed is False:
+            parts.append(
+                f"the server confirmed only {self.acknowledged} of {self.messages_sent}"
+            )
+        return f"{self.kind.name} ({verb} by {side}): {', '.join(parts)}: {self.detail}"
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 message``, ``2 messages``, ``0 messages``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

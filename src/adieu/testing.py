@@ -9,7 +9,8 @@ milliseconds.
 * :func:`memory_stream_pair`: the byte streams underneath. Each direction is
   a :class:`MemoryPipe` that a test can hold back, release, cut or reset, so
   that races (a client's END crossing the server's SHUTDOWN) happen in the
-  order the test chooses, every time.
+  order the test chooses, every time. :func:`memory_stream` gives the
+  :class:`MemoryStream` under a connection, typed as such.
 
 Example (with ``pytest-trio``)::
 
@@ -40,6 +41,7 @@ __all__ = [
     "MemoryPipe",
     "MemoryStream",
     "connect_memory",
+    "memory_stream",
     "memory_stream_pair",
     "open_connection_pair",
     "open_memory_server",
@@ -328,6 +330,26 @@ def memory_stream_pair(
     return MemoryStream(to_server, to_client), MemoryStream(to_client, to_server)
 
 
+def memory_stream(conn: Connection) -> MemoryStream:
+    """The :class:`MemoryStream` under ``conn``, a connection made by this
+    module: ``memory_stream(conn).outgoing`` is the pipe that carries its
+    bytes to the peer, ``memory_stream(conn).incoming`` the one that brings
+    the peer's.
+
+    ``conn.transport.stream`` is the same object, typed as any
+    :class:`trio.abc.Stream`; this function narrows it for type checkers.
+
+    Raises:
+        TypeError: ``conn`` does not run over a :class:`MemoryStream`.
+    """
+    stream = conn.transport.stream
+    if not isinstance(stream, MemoryStream):
+        raise TypeError(
+            f"the connection runs over {type(stream).__name__}, not a MemoryStream"
+        )
+    return stream
+
+
 @asynccontextmanager
 async def open_connection_pair(
     *, capacity: int = DEFAULT_PIPE_CAPACITY, **options: Any
@@ -344,8 +366,9 @@ async def open_connection_pair(
         options: keywords of :func:`adieu.wrap_stream` for both sides
             (``grace_period``, ``max_message_size``...).
 
-    Each connection's ``transport.stream`` is a :class:`MemoryStream`, whose
-    ``outgoing`` pipe a test can hold, release, cut or reset.
+    Each connection runs over a :class:`MemoryStream` (see
+    :func:`memory_stream`), whose ``outgoing`` pipe a test can hold, release,
+    cut or reset.
 
     Entering sends both preambles (a checkpoint). If the block is cancelled,
     both connections are aborted and the cancellation propagates.

@@ -21,6 +21,7 @@ import trio
 
 import adieu
 import adieu.testing
+from shared_support import CLIENT_PREAMBLE, SERVER_PREAMBLE
 
 # ------------------------------------------------------------ byte streams
 
@@ -89,26 +90,54 @@ def port_of(listener: trio.SocketListener) -> int:
 
 
 @asynccontextmanager
+async def connect_to_raw_peer(
+    listener: trio.SocketListener, **options: Any
+) -> AsyncIterator[tuple[adieu.Connection, trio.SocketStream]]:
+    """``adieu.connect_tcp`` to ``listener``, whose accepted socket (the
+    raw peer, yielded with the client) has read the client's preamble and
+    sent the server's: ``connect_tcp``'s block starts only then."""
+    peers: list[trio.SocketStream] = []
+    answered = trio.Event()
+
+    async def answer() -> None:
+        peer = await listener.accept()
+        assert await receive_exactly(peer, len(CLIENT_PREAMBLE)) == CLIENT_PREAMBLE
+        await peer.send_all(SERVER_PREAMBLE)
+        peers.append(peer)
+        answered.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer)
+        async with adieu.connect_tcp(
+            "127.0.0.1", port_of(listener), **options
+        ) as client:
+            await answered.wait()
+            yield client, peers[0]
+
+
+@asynccontextmanager
 async def tcp_pair(
     *, grace_period: float = adieu.DEFAULT_GRACE_PERIOD, **options: Any
 ) -> AsyncIterator[tuple[adieu.Connection, adieu.Connection]]:
-    """A connected ``(client, server)`` pair over loopback TCP: the client
-    made by :func:`adieu.connect_tcp`, the server by :func:`adieu.wrap_stream`
-    on the accepted socket.
+    """A connected ``(client, server)`` pair over loopback TCP, each made by
+    :func:`adieu.wrap_stream` on its socket (``connect_tcp``'s block would
+    wait for the server's preamble, which this one task cannot send before
+    it has entered the client's block).
 
     When the block ends normally, both sides shut down gracefully at once;
     on an exception both are aborted and the exception propagates.
     """
-    async with (
-        tcp_listener() as listener,
-        adieu.connect_tcp(
-            "127.0.0.1", port_of(listener), close_timeout=grace_period, **options
-        ) as client,
-    ):
+    async with tcp_listener() as listener:
+        stream = await trio.open_tcp_stream("127.0.0.1", port_of(listener))
         accepted = await listener.accept()
-        async with adieu.wrap_stream(
-            accepted, "server", grace_period=grace_period, **options
-        ) as server:
+        async with (
+            adieu.wrap_stream(
+                stream, "client", grace_period=grace_period, **options
+            ) as client,
+            adieu.wrap_stream(
+                accepted, "server", grace_period=grace_period, **options
+            ) as server,
+        ):
             try:
                 yield client, server
             except BaseException:

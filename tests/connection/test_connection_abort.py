@@ -8,9 +8,8 @@ import trio
 import trio.testing
 from connection_support import (
     Served,
+    connect_to_raw_peer,
     memory_pair,
-    port_of,
-    receive_exactly,
     tcp_listener,
     tcp_server,
 )
@@ -136,14 +135,9 @@ async def test_abort_sends_a_real_rst_over_tcp(in_cancelled_scope: bool) -> None
     """The raw peer's own ``recv`` fails with ECONNRESET: the kernel sent
     RST, not FIN."""
     async with tcp_listener() as listener:
-        async with adieu.connect_tcp("127.0.0.1", port_of(listener)) as conn:
-            peer = await listener.accept()
-            # Read everything the client sent, so that nothing unread could
-            # explain a reset, and complete the handshake.
-            assert await receive_exactly(peer, len(CLIENT_PREAMBLE)) == (
-                CLIENT_PREAMBLE
-            )
-            await peer.send_all(SERVER_PREAMBLE)
+        # The raw peer reads everything the client sent, so that nothing
+        # unread could explain a reset, and completes the handshake.
+        async with connect_to_raw_peer(listener) as (conn, peer):
             with trio.CancelScope() as scope:  # noqa: ASYNC100 (abort is sync)
                 if in_cancelled_scope:
                     scope.cancel()

@@ -8,9 +8,8 @@ import pytest
 import trio
 import trio.testing
 from connection_support import (
+    connect_to_raw_peer,
     memory_pair,
-    port_of,
-    receive_exactly,
     receive_to_eof,
     tcp_listener,
 )
@@ -113,14 +112,7 @@ async def test_aclose_linger_is_bounded(autojump_clock: trio.abc.Clock) -> None:
 
 async def test_aclose_in_a_cancelled_scope_releases_the_socket_over_tcp() -> None:
     async with tcp_listener() as listener:
-        async with adieu.connect_tcp(
-            "127.0.0.1", port_of(listener), linger=LONG
-        ) as client:
-            peer = await listener.accept()
-            assert await receive_exactly(peer, len(CLIENT_PREAMBLE)) == (
-                CLIENT_PREAMBLE
-            )
-            await peer.send_all(SERVER_PREAMBLE)
+        async with connect_to_raw_peer(listener, linger=LONG) as (client, peer):
             sock = client.transport.socket
             assert sock is not None
             assert sock.fileno() >= 0

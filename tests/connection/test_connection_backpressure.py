@@ -25,6 +25,7 @@ def held(conn: adieu.Connection) -> tuple[int, int]:
     """The messages the connection holds for its application, and their
     bytes (its internal buffer: nothing public exposes it)."""
     buffer = conn._buffer
+    assert buffer is not None
     return len(buffer), sum(map(len, buffer))
 
 
@@ -97,7 +98,7 @@ async def test_the_reader_stops_reading_the_transport_over_memory(
     """Measured from outside: the reader took no more bytes from the pipe
     than the bound and one read; the rest waits with the sender."""
     async with memory_pair(receive_buffer_size=100_000) as (client, server):
-        pipe = client.transport.stream.incoming  # type: ignore[attr-defined]
+        pipe = adieu.testing.memory_stream(client).incoming
         async with trio.open_nursery() as nursery:
 
             async def flood() -> None:

@@ -8,7 +8,12 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from connection_support import port_of, receive_exactly, tcp_listener, tcp_server
+from connection_support import (
+    connect_to_raw_peer,
+    receive_exactly,
+    tcp_listener,
+    tcp_server,
+)
 
 import adieu
 from adieu import Initiator, TerminationKind
@@ -95,14 +100,10 @@ async def test_connect_tcp_close_timeout_bounds_the_exit() -> None:
     this test runs on the real clock)."""
     close_timeout = 0.2
     async with tcp_listener() as listener:
-        async with adieu.connect_tcp(
-            "127.0.0.1", port_of(listener), close_timeout=close_timeout
-        ) as conn:
-            peer = await listener.accept()
-            await peer.send_all(SERVER_PREAMBLE)
-            assert await receive_exactly(peer, len(CLIENT_PREAMBLE)) == (
-                CLIENT_PREAMBLE
-            )
+        async with connect_to_raw_peer(listener, close_timeout=close_timeout) as (
+            conn,
+            peer,
+        ):
             start = trio.current_time()
         assert trio.current_time() - start >= close_timeout
         # The client's END and its half-close came before the wait...

@@ -11,9 +11,8 @@ import trio
 import trio.testing
 from connection_support import (
     collect,
+    connect_to_raw_peer,
     memory_pair,
-    port_of,
-    receive_exactly,
     tcp_listener,
 )
 
@@ -21,7 +20,6 @@ import adieu
 from adieu import Initiator, TerminationKind
 from adieu.testing import memory_stream_pair
 from shared_support import (
-    CLIENT_PREAMBLE,
     MESSAGE,
     SERVER_PREAMBLE,
     header,
@@ -124,15 +122,10 @@ async def test_an_announced_message_over_the_limit_is_refused_from_its_header(
 async def test_an_announced_message_over_the_limit_over_tcp() -> None:
     async with (
         tcp_listener() as listener,
-        adieu.connect_tcp(
-            "127.0.0.1", port_of(listener), max_message_size=LIMIT
-        ) as client,
+        connect_to_raw_peer(listener, max_message_size=LIMIT) as (client, peer),
     ):
-        peer = await listener.accept()
-        assert await receive_exactly(peer, len(CLIENT_PREAMBLE)) == (CLIENT_PREAMBLE)
         await peer.send_all(
-            SERVER_PREAMBLE
-            + message_frame(b"first")
+            message_frame(b"first")
             + message_frame(b"w" * LIMIT)
             + header(MESSAGE, LIMIT + 1)
         )

@@ -9,6 +9,7 @@ import trio
 import trio.testing
 from connection_support import (
     collect,
+    connect_to_raw_peer,
     memory_pair,
     port_of,
     receive_exactly,
@@ -38,7 +39,7 @@ async def test_a_cut_pipe_is_a_truncation_after_the_messages_before_it(
         # Let the server's reader take every byte in flight, then cut: the
         # server sees EOF without the client's END.
         await trio.testing.wait_all_tasks_blocked()
-        pipe = client.transport.stream.outgoing  # type: ignore[attr-defined]
+        pipe = adieu.testing.memory_stream(client).outgoing
         assert pipe.in_flight == b""
         pipe.cut()
         await trio.testing.wait_all_tasks_blocked()
@@ -104,12 +105,8 @@ async def test_a_raw_peer_closing_without_end_over_tcp(mid_frame: bool) -> None:
     """A server that sends its preamble and some messages, then closes its
     socket without END (having read everything, so the close is a FIN)."""
     async with tcp_listener() as listener:
-        async with adieu.connect_tcp("127.0.0.1", port_of(listener)) as client:
-            peer = await listener.accept()
-            assert await receive_exactly(peer, len(CLIENT_PREAMBLE)) == (
-                CLIENT_PREAMBLE
-            )
-            data = SERVER_PREAMBLE + b"".join(message_frame(m) for m in BEFORE)
+        async with connect_to_raw_peer(listener) as (client, peer):
+            data = b"".join(message_frame(m) for m in BEFORE)
             if mid_frame:
                 data += header(MESSAGE, 100) + b"only ten b"
             await peer.send_all(data)

@@ -15,7 +15,7 @@ def start() -> Iterator[Callable[..., Process]]:
     started: list[Process] = []
 
     def run(relative: str, *args: str) -> Process:
-        process = Process(relative, *args)
+        process = Process.program(relative, *args)
         started.append(process)
         return process
 

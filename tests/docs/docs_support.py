@@ -40,23 +40,39 @@ def load(relative: str, name: str | None = None) -> ModuleType:
 
 
 class Process:
-    """A program from ``docs/`` running as a process, its standard output
-    collected line by line by a thread."""
+    """A process whose standard output (and error) is collected line by line
+    by a thread: a program from ``docs/`` (:meth:`program`), or any command.
+    With ``stdin``, its standard input is a pipe (``popen.stdin``)."""
 
-    def __init__(self, relative: str, *args: str) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        cwd: Path,
+        *,
+        env: dict[str, str] | None = None,
+        stdin: bool = False,
+    ) -> None:
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._done = False
         self.popen = subprocess.Popen(
-            [sys.executable, "-u", str(DOCS / relative), *args],
+            argv,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            cwd=DOCS / Path(relative).parent,
+            cwd=cwd,
+            env=env,
         )
         assert self.popen.stdout is not None
         self._thread = threading.Thread(target=self._collect, args=(self.popen.stdout,))
         self._thread.start()
+
+    @classmethod
+    def program(cls, relative: str, *args: str) -> Process:
+        """Run ``docs/<relative>`` with this Python, from its folder."""
+        argv = [sys.executable, "-u", str(DOCS / relative), *args]
+        return cls(argv, DOCS / Path(relative).parent)
 
     def _collect(self, pipe: IO[str]) -> None:
         with pipe:
@@ -98,4 +114,6 @@ class Process:
         if self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait(TIMEOUT)
+        if self.popen.stdin is not None:
+            self.popen.stdin.close()
         self._thread.join(TIMEOUT)

@@ -3,6 +3,9 @@ connection that joins the chat and then breaks the rules.
 
     python chat_raw_client.py PORT NAME ignore   # reads, never half-closes
     python chat_raw_client.py PORT NAME stall    # never reads at all
+    python chat_raw_client.py PORT NAME late     # as ignore, and says one
+                                                 # more line 2.5 s into the
+                                                 # server's shutdown
 
 It prints ``joined`` once its nickname is sent, ``shutdown requested`` when
 the server's SHUTDOWN arrives (and then ignores it), and ``ended: KIND``
@@ -16,6 +19,11 @@ import sys
 import trio
 
 import adieu
+
+#: Seconds into the shutdown at which "late" speaks: past the moment those
+#: who finished stop waiting (1 s before the end of the tests' 3 s grace
+#: period), before the deadline.
+LATE = 2.5
 
 
 async def main(port: int, name: str, mode: str) -> None:
@@ -31,6 +39,10 @@ async def main(port: int, name: str, mode: str) -> None:
             async def report_shutdown() -> None:
                 await conn.shutdown_requested.wait()
                 print("shutdown requested", flush=True)
+                if mode == "late":
+                    await trio.sleep(LATE)
+                    await conn.send(b"too late for the others")
+                    print("said it", flush=True)
 
             nursery.start_soon(report_shutdown)
             try:

@@ -143,6 +143,11 @@ _ATOMIC = (int, float, str, bytes, type(None), enum.Enum, tuple, frozenset)
 _immutable_types: dict[type, bool] = {}
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 request``, ``2 requests``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _is_immutable_type(cls: type) -> bool:
     known = _immutable_types.get(cls)
     if known is None:
@@ -812,7 +817,7 @@ class ConnectionModel:
                 detail = (
                     "ends first: it will send no more messages"
                     if first
-                    else f"counts {len(app.requests)} requests; then FIN"
+                    else f"counts {plural(len(app.requests), 'request')}; then FIN"
                 )
                 yield ("server", "sends END", detail), t, PROGRESS
         if not self.symmetric and app.shutdown_sent:

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 import adieu
-from adieu.testing import MemoryPipe, MemoryStream
+from adieu.testing import MemoryPipe, memory_stream
 
 
 class Arrivals:
@@ -91,16 +91,12 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
 
 def outgoing_pipe(conn: adieu.Connection) -> MemoryPipe:
     """The pipe carrying ``conn``'s bytes to its peer (memory streams)."""
-    stream = conn.transport.stream
-    assert isinstance(stream, MemoryStream)
-    return stream.outgoing
+    return memory_stream(conn).outgoing
 
 
 def incoming_pipe(conn: adieu.Connection) -> MemoryPipe:
     """The pipe carrying the peer's bytes to ``conn`` (memory streams)."""
-    stream = conn.transport.stream
-    assert isinstance(stream, MemoryStream)
-    return stream.incoming
+    return memory_stream(conn).incoming
 
 
 class InjectAtStep(trio.abc.Instrument):

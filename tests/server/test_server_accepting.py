@@ -7,6 +7,8 @@ never completes the handshake is cut at ``handshake_timeout``."""
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import outcome
 import pytest
@@ -40,13 +42,23 @@ async def _connect_is_refused(port: int) -> None:
         await sock.connect(("127.0.0.1", port))
 
 
+@asynccontextmanager
+async def connect_before_accepted(port: int) -> AsyncIterator[adieu.Connection]:
+    """A client whose block starts at once, before the server has accepted
+    it (``connect_tcp`` waits for the server's preamble): it can send while
+    it waits in the kernel's backlog."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with adieu.wrap_stream(stream, "client") as conn:
+        yield conn
+
+
 async def test_connection_in_the_backlog_at_shutdown_is_asked_to_finish() -> None:
     arrivals = Arrivals(1)
     results: dict[str, tuple[list[bytes], adieu.Termination]] = {}
     finished = Arrivals(2)
 
     async def client(port: int, name: str, connected: trio.Event) -> None:
-        async with adieu.connect_tcp("127.0.0.1", port) as conn:
+        async with connect_before_accepted(port) as conn:
             connected.set()
             # Sent before it was even accepted: waits in the kernel.
             await conn.send(name.encode())
@@ -142,7 +154,7 @@ async def test_connections_past_max_connections_wait_in_the_backlog() -> None:
                 adieu.connect_tcp("127.0.0.1", server.port) as two,
             ):
                 await arrivals.all_here.wait()
-                async with adieu.connect_tcp("127.0.0.1", server.port) as third:
+                async with connect_before_accepted(server.port) as third:
                     await third.send(b"third")
                     # Not dropped, not served: completed by the kernel and
                     # waiting to be accepted.

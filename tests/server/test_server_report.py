@@ -108,7 +108,8 @@ async def test_report_counts_connections_open_at_shutdown_and_those_ended_before
     text = str(report)
     assert text == (
         "shutdown finished in 30.000 s (grace period 30 s): "
-        "2 connections open: 1 clean, 1 timed out"
+        "2 connections were open when the shutdown began: 1 clean, 1 timed out; "
+        "2 connections had ended before: 1 clean, 1 reset"
     )
 
 
@@ -124,7 +125,8 @@ async def test_report_of_an_idle_server(
     assert report.duration == 0
     assert report.lossless
     assert str(report) == (
-        "shutdown finished in 0.000 s (grace period 5 s): 0 connections open"
+        "shutdown finished in 0.000 s (grace period 5 s): "
+        "no connection was open when the shutdown began"
     )
 
 
