@@ -83,7 +83,7 @@ async def _exited_aborted(server: Process) -> None:
     status, output = await trio.to_thread.run_sync(server.finish)
     assert status == 1, output
     assert "shutdown aborted" in output
-    assert "1 connection open: 1 aborted" in output
+    assert "1 connection was open when the shutdown began: 1 aborted" in output
     assert "Traceback" not in output
 
 

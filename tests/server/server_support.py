@@ -3,8 +3,10 @@ raw frames for peers that do not run adieu."""
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import trio
 import trio.testing
@@ -123,3 +125,23 @@ class InjectAtStep(trio.abc.Instrument):
             self.injected_at = trio.current_time()
             self.inject()
         self.count += 1
+
+
+@asynccontextmanager
+async def connect_before_accepted(port: int) -> AsyncIterator[adieu.Connection]:
+    """A TCP client whose block starts at once, before the server has
+    accepted it (``connect_tcp`` waits for the server's preamble): it can
+    send while it waits in the kernel's backlog."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with adieu.wrap_stream(stream, "client") as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def connect_unix_before_accepted(
+    path: str | os.PathLike[str],
+) -> AsyncIterator[adieu.Connection]:
+    """:func:`connect_before_accepted` over a Unix domain socket."""
+    stream = await trio.open_unix_socket(os.fspath(path))
+    async with adieu.wrap_stream(stream, "client") as conn:
+        yield conn

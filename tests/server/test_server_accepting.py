@@ -7,8 +7,6 @@ never completes the handshake is cut at ``handshake_timeout``."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import outcome
 import pytest
@@ -16,6 +14,7 @@ import trio
 import trio.testing
 from server_support import (
     Arrivals,
+    connect_before_accepted,
     counting,
     finish_when_asked,
     read_exactly,
@@ -40,16 +39,6 @@ async def _connect_is_refused(port: int) -> None:
     """A plain TCP connect to ``port`` is refused by the kernel."""
     with trio.socket.socket() as sock, pytest.raises(ConnectionRefusedError):
         await sock.connect(("127.0.0.1", port))
-
-
-@asynccontextmanager
-async def connect_before_accepted(port: int) -> AsyncIterator[adieu.Connection]:
-    """A client whose block starts at once, before the server has accepted
-    it (``connect_tcp`` waits for the server's preamble): it can send while
-    it waits in the kernel's backlog."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with adieu.wrap_stream(stream, "client") as conn:
-        yield conn
 
 
 async def test_connection_in_the_backlog_at_shutdown_is_asked_to_finish() -> None:

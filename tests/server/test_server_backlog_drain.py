@@ -17,7 +17,13 @@ from collections.abc import Iterator
 import pytest
 import trio
 import trio.testing
-from server_support import Arrivals, InjectAtStep, counting, finish_when_asked
+from server_support import (
+    Arrivals,
+    InjectAtStep,
+    connect_before_accepted,
+    counting,
+    finish_when_asked,
+)
 
 import adieu
 from adieu import open_tcp_server
@@ -56,7 +62,7 @@ async def test_grace_zero_tells_every_backlog_connection_what_happened() -> None
         await trio.sleep_forever()
 
     async def client(port: int, connected: Arrivals) -> None:
-        async with adieu.connect_tcp(HOST, port) as conn:
+        async with connect_before_accepted(port) as conn:
             await conn.send(b"hello")  # with its preamble, long before
             connected.arrive()
             with pytest.raises(adieu.ConnectionReset):
@@ -126,7 +132,7 @@ async def test_a_listener_above_fd_1024_drains_its_backlog(
     results: list[tuple[list[bytes], adieu.Termination]] = []
 
     async def client(port: int, name: bytes, connected: trio.Event) -> None:
-        async with adieu.connect_tcp(HOST, port) as conn:
+        async with connect_before_accepted(port) as conn:
             await conn.send(name)
             connected.set()
             replies = await finish_when_asked(conn)
@@ -177,7 +183,7 @@ async def _backlog_shutdown_with_second_request(
     second = trio.Event()
 
     async def stubborn(port: int, connected: Arrivals) -> None:
-        async with adieu.connect_tcp(HOST, port) as conn:
+        async with connect_before_accepted(port) as conn:
             connected.arrive()
             with pytest.raises(adieu.ConnectionReset):
                 await conn.receive()

@@ -12,7 +12,12 @@ from collections.abc import Iterator
 import outcome
 import pytest
 import trio
-from server_support import Arrivals, counting, finish_when_asked
+from server_support import (
+    Arrivals,
+    connect_unix_before_accepted,
+    counting,
+    finish_when_asked,
+)
 
 import adieu
 from adieu import open_unix_server
@@ -95,7 +100,7 @@ async def test_connections_in_a_unix_backlog_are_served_by_the_shutdown(
     results: list[tuple[list[bytes], adieu.Termination]] = []
 
     async def client(name: bytes) -> None:
-        async with adieu.connect_unix(socket_path) as conn:
+        async with connect_unix_before_accepted(socket_path) as conn:
             await conn.send(name)  # sent before it is accepted
             queued.arrive()
             replies = await finish_when_asked(conn)
