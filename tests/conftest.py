@@ -21,6 +21,21 @@ from typing import TypeVar
 import pytest
 import trio
 import trustme
+from hypothesis import Phase, settings
+
+# tools/mutation.py runs the core's tests once per mutant: the same examples
+# every time (a survivor must not depend on luck), no example database
+# carried from one mutant to the next, no shrinking (a failure is all that
+# counts, not its smallest example) and no deadline (a loaded machine must
+# not kill a mutant).
+settings.register_profile(
+    "mutation",
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    deadline=None,
+)
+
 
 # No test may hang: a bug that breaks a wait (a mutant, a regression) must
 # fail the test that waits, or at worst end the run with a failure. Tests
