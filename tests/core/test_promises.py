@@ -90,6 +90,11 @@ def test_the_largest_limit_is_what_a_frame_header_can_carry() -> None:
         Protocol(CLIENT, max_message_size=U32_MAX + 1)
 
 
+def test_the_limit_is_given_by_name_only() -> None:
+    with pytest.raises(TypeError):
+        Protocol(CLIENT, 10)  # type: ignore[call-arg]
+
+
 def test_a_limit_of_zero_allows_only_empty_messages() -> None:
     client, server = connected(max_message_size=0)
     assert server.receive_data(client.send_message(b"")) == [Message(b"")]
@@ -207,6 +212,33 @@ def test_a_message_is_bytes_however_its_bytes_arrived(
             chunk[:] = b"\0" * len(chunk)  # the caller reuses its buffer
     assert events == [Message(p) for p in payloads]
     assert all(type(e.data) is bytes for e in events if isinstance(e, Message))
+
+
+# ------------------------------------------------------------- accounting
+
+
+@given(
+    received=st.integers(0, 6),
+    discards=st.lists(st.integers(0, 6), max_size=6),
+)
+def test_discards_add_up_and_never_pass_what_was_received(
+    received: int, discards: list[int]
+) -> None:
+    client, server = connected()
+    for i in range(received):
+        server.receive_data(client.send_message(b"%d" % i))
+    total = 0
+    for count in discards:
+        if total + count > received:
+            with pytest.raises(ValueError, match="cannot discard more"):
+                server.discard(count)
+        else:
+            server.discard(count)
+            total += count
+        assert server.messages_discarded == total
+    server.receive_data(client.send_end())
+    [end] = client.receive_data(server.send_end())
+    assert end == End(received - total)
 
 
 # -------------------------------------------------------- a clean end stays
