@@ -263,6 +263,15 @@ def test_garbage_after_a_clean_close_does_not_change_its_cause(garbage: bytes) -
     assert termination.detail == "both ENDs exchanged"
 
 
+@pytest.mark.parametrize("clean", [True, False], ids=["clean", "truncated"])
+def test_nothing_can_be_sent_once_closed(clean: bool) -> None:
+    server, _ = cleanly_closed() if clean else (connected()[1], None)
+    server.close()
+    assert not server.can_send
+    with pytest.raises(LocalProtocolError):
+        server.send_message(b"late")
+
+
 # ---------------------------------------------------------- decoder memory
 
 
