@@ -165,7 +165,7 @@ def main() -> int:
     again.add_argument(
         "--rerun-survivors",
         action="store_true",
-        help="test only the survivors of the last session again",
+        help="test the survivors of the last session again (and nothing else)",
     )
     again.add_argument(
         "--resume",
@@ -178,13 +178,14 @@ def main() -> int:
         for scratch in scratches:
             _copy_tree(scratch)
         main_db = Path(tmp) / "session.sqlite"
+        only: set[str] | None = None
         if args.rerun_survivors or args.resume:
             shutil.copy2(SESSION, main_db)
             if args.rerun_survivors:
                 with sqlite3.connect(main_db) as conn:
-                    conn.execute(
-                        "DELETE FROM work_results WHERE test_outcome = 'SURVIVED'"
-                    )
+                    where = "FROM work_results WHERE test_outcome = 'SURVIVED'"
+                    only = {r[0] for r in conn.execute(f"SELECT job_id {where}")}
+                    conn.execute(f"DELETE {where}")
         else:
             init = _cosmic_ray(scratches[0], "init", CONFIG, str(main_db))
             if init.wait() != 0:
@@ -194,7 +195,7 @@ def main() -> int:
                 print("the tests fail without any mutation", file=sys.stderr)
                 return 1
         _skip_annotations(main_db, scratches[0])
-        pending = _pending(main_db)
+        pending = [j for j in _pending(main_db) if only is None or j in only]
         shards = [set(pending[k :: args.jobs]) for k in range(args.jobs)]
         procs = []
         for scratch, jobs in zip(scratches, shards, strict=True):
