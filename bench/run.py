@@ -1,8 +1,8 @@
 """adieu side by side with raw Trio, asyncio and the WebSocket servers of
 Trio (trio-websocket, websockets), in one run.
 
-    python bench/run.py            # the full run (about 6 minutes on 2 idle cores)
-    python bench/run.py --quick    # a short run (under 2 minutes)
+    python bench/run.py            # the full run (about 11 minutes on 2 idle cores)
+    python bench/run.py --quick    # a short run (about 3 minutes)
     python bench/run.py --smoke    # seconds: every variant runs, nothing measured
     python bench/run.py --json results.json --plot shutdown.png
 
@@ -1488,7 +1488,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
-        "--quick", action="store_true", help="a short run (under 2 minutes)"
+        "--quick", action="store_true", help="a short run (about 3 minutes)"
     )
     group.add_argument(
         "--smoke", action="store_true", help="seconds: check that every variant runs"
