@@ -144,7 +144,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # The stacks must reach the terminal, not the capture of the test that
     # hangs (it is never shown if the process exits).
     capture = config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
+    disabled = (
+        contextlib.nullcontext()
+        if capture is None  # run with -p no:capture
+        else capture.global_and_fixture_disabled()
+    )
+    with disabled:
         _real_stderr.append(os.dup(sys.stderr.fileno()))
 
 
