@@ -11,10 +11,15 @@ the server differs between the variants of a cell. It speaks three framings:
   SHUTDOWN 0x03 (u32 grace in ms + a UTF-8 reason);
 * a naive 4-byte big-endian length prefix;
 * raw bytes, unframed (the reply is complete when as many bytes came back as
-  were sent).
+  were sent);
+* WebSocket (RFC 6455), for the trio-websocket and websockets servers: an
+  HTTP/1.1 upgrade, then binary frames, the client's masked with the key 0
+  (so that the masked payload is the payload itself), the server's unmasked;
+  a Close frame answers the server's.
 
 Every server echoes, and an echoed request is byte for byte the request
-(adieu's MESSAGE header included), so the throughput loop only counts bytes.
+(adieu's MESSAGE header included; a WebSocket reply differs only in its
+header), so the throughput loop only counts bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import collections
 import contextlib
 import dataclasses
 import errno
+import functools
 import json
 import os
 import select
@@ -62,6 +68,11 @@ class Framing:
     header: Callable[[int], bytes]
     #: What the client sends before its half-close (adieu: its END frame).
     end: bytes
+    #: The header of the server's reply to a ``size``-byte message, where it
+    #: differs from the request's.
+    reply_header: Callable[[int], bytes] | None = None
+    #: The server answers the preamble with an HTTP response (WebSocket).
+    http_upgrade: bool = False
 
 
 ADIEU = Framing(
@@ -74,8 +85,75 @@ ADIEU = Framing(
 LENGTH_PREFIX = Framing("length prefix", b"", b"", lambda n: n.to_bytes(4, "big"), b"")
 RAW = Framing("raw", b"", b"", lambda n: b"", b"")
 
+
+def _ws_header(size: int, masked: bool) -> bytes:
+    """A final binary frame's header; masked with the key 0 if ``masked``."""
+    mask = 0x80 if masked else 0
+    if size < 126:
+        head = bytes((0x82, mask | size))
+    elif size < 1 << 16:
+        head = bytes((0x82, mask | 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((0x82, mask | 127)) + size.to_bytes(8, "big")
+    return head + bytes(4) if masked else head
+
+
+WS_CLOSE = 0x8
+#: The client's Close frame: code 1000 (normal closure), masked with key 0.
+WS_CLIENT_CLOSE = bytes((0x88, 0x82)) + bytes(4) + (1000).to_bytes(2, "big")
+WS_UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+WEBSOCKET = Framing(
+    "WebSocket",
+    WS_UPGRADE,
+    b"",
+    functools.partial(_ws_header, masked=True),
+    WS_CLIENT_CLOSE,
+    reply_header=functools.partial(_ws_header, masked=False),
+    http_upgrade=True,
+)
+
 FRAMINGS = {"adieu": ADIEU, "trio_naive": LENGTH_PREFIX, "asyncio": LENGTH_PREFIX}
 FRAMINGS["trio_raw"] = RAW
+FRAMINGS["trio_graceful"] = RAW
+FRAMINGS["trio_websocket"] = FRAMINGS["websockets"] = WEBSOCKET
+
+
+def _ws_frames(data: bytearray) -> Iterable[tuple[int, int, int]]:
+    """``(opcode, payload start, payload end)`` of each complete unmasked
+    frame at the start of ``data``; stops at the first incomplete one."""
+    pos = 0
+    while len(data) - pos >= 2:
+        opcode, length = data[pos] & 0x0F, data[pos + 1] & 0x7F
+        head = 2
+        if length == 126:
+            head = 4
+            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        elif length == 127:
+            head = 10
+            length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+        if len(data) - pos < head + length:
+            return
+        yield opcode, pos + head, pos + head + length
+        pos += head + length
+
+
+def read_http_response(sock: socket.socket) -> bytes:
+    """The head of an HTTP response (to the blank line), from a blocking
+    socket, checked to be 101 Switching Protocols."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("the server closed during the WebSocket upgrade")
+        head += chunk
+    head, _, rest = head.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101") or rest:
+        raise ConnectionError(f"unexpected upgrade response {head[:40]!r}")
+    return head
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -133,7 +211,10 @@ def connect(port: int, framing: Framing) -> socket.socket:
     """A blocking connection that has exchanged preambles."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=_BLOCKING_TIMEOUT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if framing.preamble:
+    if framing.http_upgrade:
+        sock.sendall(framing.preamble)
+        read_http_response(sock)
+    elif framing.preamble:
         sock.sendall(framing.preamble)
         got = recv_exactly(sock, len(framing.server_preamble))
         if got != framing.server_preamble:
@@ -160,6 +241,11 @@ def finish(socks: dict[socket.socket, int], framing: Framing) -> None:
             if rest != expected:
                 raise ConnectionError(
                     f"expected the server's END counting {sent} messages, got {rest!r}"
+                )
+        elif framing.http_upgrade:
+            if rest[:1] != bytes((0x80 | WS_CLOSE,)):
+                raise ConnectionError(
+                    f"expected the server's Close frame, got {rest!r}"
                 )
         elif rest:
             raise ConnectionError(f"{len(rest)} unexpected bytes after the last reply")
@@ -230,17 +316,23 @@ def throughput(
     warmup: float,
     duration: float,
     cores: Iterable[int] = (),
+    alone: bool = False,
 ) -> ThroughputResult:
     """Echo ``size``-byte messages over ``connections`` connections with
     ``window`` requests in flight on each (1: ping-pong); count the replies
-    completed during ``duration`` seconds after ``warmup``."""
+    completed during ``duration`` seconds after ``warmup``.
+
+    ``alone``: one request in flight in all, the connections taking turns,
+    so that the server never finds two messages to handle at once (nothing
+    batches: every message costs a wake-up of its own)."""
     payload = os.urandom(size)
     request = framing.header(size) + payload
-    reply_size = len(request)
+    reply = (framing.reply_header or framing.header)(size) + payload
+    reply_size = len(reply)
     socks = [connect(port, framing) for _ in range(connections)]
     for sock in socks:  # one checked exchange per connection
         sock.sendall(request)
-        if recv_exactly(sock, reply_size) != request:
+        if recv_exactly(sock, reply_size) != reply:
             raise ConnectionError(f"{framing.name}: the echo differs from the request")
     ep = select.epoll()
     conns: dict[int, _Conn] = {}
@@ -254,12 +346,14 @@ def throughput(
     rtts: list[float] = []
     clock = time.perf_counter
     start = clock()
-    for conn in conns.values():
-        for _ in range(window):
+    turns = list(conns.values())
+    for conn in turns[:1] if alone else turns:
+        for _ in range(1 if alone else window):
             conn.out.append(request)
             conn.times.append(start)
             conn.sent += 1
         _flush(conn, ep)
+    turn = 0
     warm_at = start + warmup
     end_at = warm_at + duration
     measuring = stopping = False
@@ -315,9 +409,17 @@ def throughput(
                         rtts.append(t - sent_at)
                         counted += 1
                     if not stopping:
-                        conn.out.append(request)
-                        conn.times.append(t)
-                        conn.sent += 1
+                        if alone:
+                            turn = (turn + 1) % len(turns)
+                            nxt = turns[turn]
+                            nxt.out.append(request)
+                            nxt.times.append(t)
+                            nxt.sent += 1
+                            _flush(nxt, ep)
+                        else:
+                            conn.out.append(request)
+                            conn.times.append(t)
+                            conn.sent += 1
                 conn.remaining = remaining - n
                 if conn.out:
                     _flush(conn, ep)
@@ -644,6 +746,207 @@ class ShutdownClient:
             end_mismatches=sum(1 for p in ended if p.server_end != p.sent),
             cut_requests=sum(p.sent - p.replies for p in cut),
             requests=sum(p.sent for p in peers),
+            client_seconds=last - triggered,
+            server=server,
+        )
+
+
+# ------------------------------------------------------------ closing
+
+
+@dataclasses.dataclass
+class CloseResult:
+    connections: int
+    #: connections that ended with the server's closing handshake, then EOF
+    clean: int
+    #: connections reset or ended otherwise
+    cut: int
+    #: seconds from writing the command to the last connection's end, as the
+    #: client saw it
+    client_seconds: float
+    server: dict[str, Any]
+
+
+class _Closing:
+    __slots__ = ("done", "fd", "handshaken", "inbuf", "said_bye", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.inbuf = bytearray()
+        self.handshaken = False
+        self.said_bye = False
+        self.done = False
+
+
+class CloseClient:
+    """``count`` idle connections to a server that will close them all with
+    its closing handshake; the client answers as a well-behaved peer of that
+    protocol would, and as cheaply as it can:
+
+    * adieu: SHUTDOWN is answered with END and a half-close, then the server's
+      END and EOF end the connection;
+    * WebSocket: the server's Close frame is answered with the client's, then
+      the server's EOF ends it;
+    * raw Trio graceful close: the goodbye is read, then the server's EOF is
+      answered by closing (the server reads to that EOF).
+
+    Connections open ``CONNECT_WINDOW`` at a time, each completing its
+    handshake (preamble, upgrade) before the run.
+    """
+
+    CONNECT_WINDOW = 256
+
+    def __init__(self, port: int, count: int, framing: Framing) -> None:
+        self.port = port
+        self.count = count
+        self.framing = framing
+        self.ep = select.epoll()
+        self.conns: dict[int, _Closing] = {}
+        self.open = 0
+        self.handshaken = 0
+        self.clean = 0
+        self.buffer = bytearray(_READ_SIZE)
+
+    def connect_all(self) -> None:
+        started = 0
+        deadline = time.monotonic() + 60
+        while self.handshaken < self.count:
+            while started < self.count and started - self.handshaken < (
+                self.CONNECT_WINDOW
+            ):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setblocking(False)
+                err = sock.connect_ex(("127.0.0.1", self.port))
+                if err not in (0, errno.EINPROGRESS):
+                    raise OSError(err, os.strerror(err))
+                conn = _Closing(sock)
+                self.conns[conn.fd] = conn
+                self.ep.register(conn.fd, _EPOLLOUT)
+                started += 1
+                self.open += 1
+            self.poll(0.05)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {self.handshaken} of {self.count} connected")
+
+    def poll(
+        self, timeout: float, extra: dict[int, Callable[[], None]] | None = None
+    ) -> None:
+        for fd, events in self.ep.poll(timeout):
+            if extra and fd in extra:
+                extra[fd]()
+                continue
+            conn = self.conns[fd]
+            if conn.done:
+                continue
+            if events & _EPOLLOUT:
+                # The connect completed: send the preamble or the upgrade,
+                # small enough for an empty socket buffer.
+                self.ep.modify(fd, _EPOLLIN)
+                if self.framing.preamble:
+                    conn.sock.send(self.framing.preamble)
+                else:
+                    conn.handshaken = True
+                    self.handshaken += 1
+                continue
+            self.readable(conn)
+
+    def end(self, conn: _Closing, *, clean: bool) -> None:
+        conn.done = True
+        self.ep.unregister(conn.fd)
+        conn.sock.close()
+        self.open -= 1
+        self.clean += clean
+
+    def readable(self, conn: _Closing) -> None:
+        try:
+            n = conn.sock.recv_into(self.buffer)
+        except BlockingIOError:
+            return
+        except _RESET:
+            self.end(conn, clean=False)
+            return
+        if n == 0:
+            self.end(conn, clean=conn.said_bye)
+            return
+        inbuf = conn.inbuf
+        inbuf += memoryview(self.buffer)[:n]
+        framing = self.framing
+        if not conn.handshaken:
+            if framing.http_upgrade:
+                head, sep, _ = inbuf.partition(b"\r\n\r\n")
+                if not sep:
+                    return
+                if not head.startswith(b"HTTP/1.1 101"):
+                    raise ConnectionError(f"upgrade refused: {bytes(head[:40])!r}")
+                del inbuf[: len(head) + len(sep)]
+            else:
+                if len(inbuf) < len(framing.server_preamble):
+                    return
+                del inbuf[: len(framing.server_preamble)]
+            conn.handshaken = True
+            self.handshaken += 1
+        if framing is ADIEU:
+            pos = 0
+            while len(inbuf) - pos >= 5:
+                kind, length = _FRAME.unpack_from(inbuf, pos)
+                if len(inbuf) - pos - 5 < length:
+                    break
+                pos += 5 + length
+                if kind == SHUTDOWN:
+                    conn.sock.send(CLIENT_END)
+                    conn.sock.shutdown(socket.SHUT_WR)
+                elif kind == END:
+                    conn.said_bye = True
+            del inbuf[:pos]
+        elif framing.http_upgrade:
+            pos = 0
+            for opcode, _, end in _ws_frames(inbuf):
+                pos = end
+                if opcode == WS_CLOSE:
+                    conn.sock.send(WS_CLIENT_CLOSE)
+                    conn.said_bye = True
+            del inbuf[:pos]
+        elif inbuf:
+            conn.said_bye = True  # the goodbye
+            inbuf.clear()
+
+    def run_close(
+        self, command: bytes, command_fd: int, answer_fd: int, *, timeout: float
+    ) -> CloseResult:
+        """Write ``command`` to ``command_fd``, then serve every connection
+        until it ends and the server's answer (a JSON line) has arrived on
+        ``answer_fd``."""
+        answer = bytearray()
+
+        def read_answer() -> None:
+            answer.extend(os.read(answer_fd, 65536) or b"\n")
+
+        self.ep.register(answer_fd, _EPOLLIN)
+        extra = {answer_fd: read_answer}
+        os.write(command_fd, command + b"\n")
+        triggered = time.perf_counter()
+        deadline = triggered + timeout
+        last = triggered
+        while self.open or b"\n" not in answer:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(
+                    f"{self.open} connections still open {timeout} s after {command!r}"
+                )
+            before = self.open
+            self.poll(0.05, extra)
+            if self.open != before:
+                last = time.perf_counter()
+        self.ep.unregister(answer_fd)
+        self.ep.close()
+        server = json.loads(answer.partition(b"\n")[0])
+        if "error" in server:
+            raise RuntimeError(f"server: {server['error']}")
+        return CloseResult(
+            connections=len(self.conns),
+            clean=self.clean,
+            cut=len(self.conns) - self.clean,
             client_seconds=last - triggered,
             server=server,
         )

@@ -1,7 +1,8 @@
-"""adieu side by side with raw Trio and asyncio, in one run.
+"""adieu side by side with raw Trio, asyncio and the WebSocket servers of
+Trio (trio-websocket, websockets), in one run.
 
-    python bench/run.py            # the full run (about 6 minutes on 2 idle cores)
-    python bench/run.py --quick    # a short run (under 2 minutes)
+    python bench/run.py            # the full run (about 11 minutes on 2 idle cores)
+    python bench/run.py --quick    # a short run (about 3 minutes)
     python bench/run.py --smoke    # seconds: every variant runs, nothing measured
     python bench/run.py --json results.json --plot shutdown.png
 
@@ -65,6 +66,8 @@ class Mode:
     name: str
     connections: int
     window: int
+    #: One request in flight in all, the connections taking turns.
+    alone: bool = False
 
 
 PING_PONG = Mode("ping-pong", connections=10, window=1)
@@ -249,44 +252,69 @@ def run_throughput(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
         for rep in range(plan.reps):
             for index, (mode, size) in enumerate(cells):
                 for variant in rotated(THROUGHPUT_VARIANTS, rep + index):
-                    server = servers[variant]
-                    result = client.throughput(
-                        server.port,
-                        server.pid,
-                        client.FRAMINGS[variant],
-                        size,
-                        connections=mode.connections,
-                        window=mode.window,
-                        warmup=plan.warmup,
-                        duration=plan.duration,
-                        cores=cores.measured,
-                    )
-                    rtts = sorted(result.rtts)
-                    record = {
-                        "rep": rep,
-                        "mode": mode.name,
-                        "size": size,
-                        "variant": variant,
-                        "messages": result.messages,
-                        "seconds": result.seconds,
-                        "msgs_per_s": result.messages / result.seconds,
-                        "p50_us": percentile(rtts, 0.50) * 1e6,
-                        "p99_us": percentile(rtts, 0.99) * 1e6,
-                        "server_cpu_s": result.server_cpu,
-                        "client_cpu_s": result.client_cpu,
-                        "others_cpu_s": result.others_cpu,
-                    }
-                    records.append(record)
-                    progress(
-                        f"throughput {rep + 1}/{plan.reps} {mode.name} "
-                        f"{SIZE_NAMES.get(size, size)} {variant}: "
-                        f"{record['msgs_per_s']:,.0f} msg/s, server CPU "
-                        f"{result.server_cpu / result.seconds:.0%}"
+                    records.append(
+                        measure_cell(
+                            "throughput",
+                            plan,
+                            cores,
+                            servers[variant],
+                            variant,
+                            mode,
+                            size,
+                            rep,
+                        )
                     )
     finally:
         for server in servers.values():
             server.close()
     return records
+
+
+def measure_cell(
+    section: str,
+    plan: Plan,
+    cores: Cores,
+    server: ServerProcess,
+    variant: str,
+    mode: Mode,
+    size: int,
+    rep: int,
+) -> dict[str, Any]:
+    """One throughput cell: the echo of ``size``-byte messages in ``mode``."""
+    result = client.throughput(
+        server.port,
+        server.pid,
+        client.FRAMINGS[variant],
+        size,
+        connections=mode.connections,
+        window=mode.window,
+        warmup=plan.warmup,
+        duration=plan.duration,
+        cores=cores.measured,
+        alone=mode.alone,
+    )
+    rtts = sorted(result.rtts)
+    record = {
+        "rep": rep,
+        "mode": mode.name,
+        "size": size,
+        "variant": variant,
+        "messages": result.messages,
+        "seconds": result.seconds,
+        "msgs_per_s": result.messages / result.seconds,
+        "p50_us": percentile(rtts, 0.50) * 1e6,
+        "p99_us": percentile(rtts, 0.99) * 1e6,
+        "server_cpu_s": result.server_cpu,
+        "client_cpu_s": result.client_cpu,
+        "others_cpu_s": result.others_cpu,
+    }
+    progress(
+        f"{section} {rep + 1}/{plan.reps} {mode.name} "
+        f"{SIZE_NAMES.get(size, size)} {variant}: "
+        f"{record['msgs_per_s']:,.0f} msg/s, server CPU "
+        f"{result.server_cpu / result.seconds:.0%}"
+    )
+    return record
 
 
 def cpu_per_message(record: dict[str, Any]) -> float:
@@ -307,7 +335,7 @@ def summarize_throughput(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         adieu_share = median(
             r["server_cpu_s"] / r["seconds"] for r in adieu_runs.values()
         )
-        for variant in THROUGHPUT_VARIANTS:
+        for variant in [v for v in VARIANT_NAMES if v in by_variant]:
             runs = by_variant[variant]
             msgs = median(r["msgs_per_s"] for r in runs)
             ratios = [
@@ -570,6 +598,392 @@ def summarize_memory(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+# ------------------------------------------------- peers, alone, closing
+#
+# What adieu is weighed against beyond raw Trio: the WebSocket servers a
+# Trio user would pick for framed messages with a closing handshake
+# (trio-websocket, websockets), a client that sends each message alone (so
+# that nothing batches on the server), and the cost of closing every idle
+# connection against those servers and a raw Trio graceful close.
+
+VARIANT_NAMES.update(
+    trio_websocket="trio-websocket",
+    websockets="websockets (Trio)",
+    trio_graceful="Trio graceful close",
+)
+PEER_VARIANTS = ("adieu", "trio_websocket", "websockets")
+#: The peers' cell: 1 KiB ping-pong on 10 connections.
+PEER_CELL = (PING_PONG, 1024)
+ALONE = Mode("one at a time", connections=10, window=1, alone=True)
+ALONE_VARIANTS = ("adieu", "trio_raw")
+WS_VARIANTS = ("trio_websocket", "websockets")
+CLOSE_VARIANTS = ("adieu", "trio_graceful", *WS_VARIANTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerPlan:
+    """How much of the peers, alone and closing sections a plan runs."""
+
+    alone_sizes: tuple[int, ...]
+    #: N for adieu and the raw Trio graceful close
+    close_ns: tuple[int, ...]
+    #: N at which the WebSocket servers close too
+    ws_close_ns: tuple[int, ...]
+    close_reps: int
+
+
+PEER_PLANS = {
+    "full": PeerPlan((64, 1024, 10240), (1000, 5000, 10000), (1000, 5000), 3),
+    "quick": PeerPlan((64, 1024, 10240), (1000, 5000, 10000), (1000, 5000), 1),
+    "smoke": PeerPlan((64,), (20,), (20,), 1),
+}
+
+
+def run_peers(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
+    """adieu, trio-websocket and websockets echoing 1 KiB ping-pong."""
+    mode, size = PEER_CELL
+    servers = {
+        v: ServerProcess(cores, variant=v, kind="echo", wait=False)
+        for v in PEER_VARIANTS
+    }
+    for server in servers.values():
+        server.wait_ready()
+    records = []
+    try:
+        for rep in range(plan.reps):
+            for variant in rotated(PEER_VARIANTS, rep):
+                records.append(
+                    measure_cell(
+                        "peers", plan, cores, servers[variant], variant, mode, size, rep
+                    )
+                )
+    finally:
+        for server in servers.values():
+            server.close()
+    return records
+
+
+def run_alone(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
+    """adieu and raw Trio with one message in flight in all."""
+    servers = {
+        v: ServerProcess(cores, variant=v, kind="echo", wait=False)
+        for v in ALONE_VARIANTS
+    }
+    for server in servers.values():
+        server.wait_ready()
+    records = []
+    try:
+        for rep in range(plan.reps):
+            for index, size in enumerate(PEER_PLANS[plan.name].alone_sizes):
+                for variant in rotated(ALONE_VARIANTS, rep + index):
+                    records.append(
+                        measure_cell(
+                            "alone",
+                            plan,
+                            cores,
+                            servers[variant],
+                            variant,
+                            ALONE,
+                            size,
+                            rep,
+                        )
+                    )
+    finally:
+        for server in servers.values():
+            server.close()
+    return records
+
+
+def run_closing(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
+    """Close N idle connections, each server with its own closing handshake:
+    adieu's ``shutdown()``, a raw Trio graceful close, trio-websocket's and
+    websockets' close handshakes."""
+    peer_plan = PEER_PLANS[plan.name]
+    records = []
+    for rep in range(peer_plan.close_reps):
+        for index, n in enumerate(peer_plan.close_ns):
+            variants = [
+                v
+                for v in CLOSE_VARIANTS
+                if n in peer_plan.ws_close_ns or v not in WS_VARIANTS
+            ]
+            for variant in rotated(variants, rep + index):
+                records.append(close_cell(cores, variant, n, rep))
+    return records
+
+
+def close_cell(cores: Cores, variant: str, n: int, rep: int) -> dict[str, Any]:
+    adieu_server = variant == "adieu"
+    server = ServerProcess(
+        cores,
+        variant=variant,
+        kind="shutdown" if adieu_server else "close",
+        max_connections=n + 100,
+        grace=60.0,
+    )
+    try:
+        bench = client.CloseClient(server.port, n, client.FRAMINGS[variant])
+        bench.connect_all()
+        if not adieu_server:
+            # Every handler has started (adieu's preamble says as much).
+            server.request(f"wait {n}")
+        result = bench.run_close(
+            b"shutdown" if adieu_server else b"close",
+            server.stdin.fileno(),
+            server.stdout.fileno(),
+            timeout=120,
+        )
+    finally:
+        server.close()
+    srv = result.server
+    record = {
+        "rep": rep,
+        "n": n,
+        "variant": variant,
+        "connections": result.connections,
+        "clean": result.clean,
+        "cut": result.cut,
+        "client_seconds": result.client_seconds,
+        "duration_s": srv["duration"],
+        "cpu_s": srv["cpu"],
+        "gc_s": sum(srv["gc"]),
+    }
+    progress(
+        f"closing {rep + 1} N={n} {variant}: {srv['cpu'] / n * 1e6:,.0f} µs CPU "
+        f"per connection, {srv['duration'] * 1000:,.0f} ms, {result.clean} clean"
+    )
+    return record
+
+
+def summarize_closing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for n in sorted({r["n"] for r in records}):
+        adieu_by_rep = {
+            r["rep"]: r for r in records if r["n"] == n and r["variant"] == "adieu"
+        }
+        for variant in CLOSE_VARIANTS:
+            runs = [r for r in records if r["n"] == n and r["variant"] == variant]
+            if not runs:
+                continue
+            rows.append(
+                {
+                    "n": n,
+                    "variant": variant,
+                    "cpu_us_per_conn": median(r["cpu_s"] / n for r in runs) * 1e6,
+                    "cpu_ms": median(r["cpu_s"] for r in runs) * 1000,
+                    "duration_ms": median(r["duration_s"] for r in runs) * 1000,
+                    "gc_ms": median(r["gc_s"] for r in runs) * 1000,
+                    "clean": median(r["clean"] for r in runs),
+                    # adieu's CPU per connection divided by this server's
+                    "adieu_ratio": median(
+                        adieu_by_rep[r["rep"]]["cpu_s"] / r["cpu_s"] for r in runs
+                    ),
+                }
+            )
+    return rows
+
+
+def render_peers(summary: dict[str, Any], info: dict[str, Any]) -> list[str]:
+    out = [
+        "",
+        f"### WebSocket peers (echo, {PEER_CELL[0].name} "
+        f"{SIZE_NAMES[PEER_CELL[1]]}, {PEER_CELL[0].connections} connections; "
+        f"median of {info['reps']})",
+        "",
+        "The same client speaks WebSocket to trio-websocket and websockets "
+        "(its `websockets.trio` server): binary frames, masked with the key 0. "
+        "CPU ÷: that server's CPU per message divided by adieu's (above 1: "
+        "adieu spends less).",
+        "",
+    ]
+    out.append(_throughput_table(summary["peers"]))
+    out += [
+        "",
+        f"### One message at a time ({ALONE.connections} connections taking "
+        f"turns, one message in flight in all; median of {info['reps']})",
+        "",
+        "Nothing batches: the server wakes up for every message. The server "
+        "is never the bottleneck here (the round trip is), so compare CPU per "
+        "message (CPU ÷).",
+        "",
+    ]
+    out.append(_throughput_table(summary["alone"]))
+    out += [
+        "",
+        "### Closing idle connections (server CPU from the command to the "
+        f"last handler's end; median of {info['close_reps']})",
+        "",
+        "adieu: `server.shutdown()` (SHUTDOWN, the client's END and FIN, the "
+        "server's END and FIN). Trio graceful close: a goodbye message, "
+        "`send_eof`, read to the client's EOF, close. trio-websocket: "
+        "`aclose()` of every connection (Close frame, the client's Close, "
+        "TCP close). websockets: `Server.aclose()`. adieu ÷: adieu's CPU "
+        "divided by that server's (below 1: adieu spends less).",
+        "",
+    ]
+    rows = [
+        [
+            f"{r['n']:,}",
+            VARIANT_NAMES[r["variant"]],
+            f"{r['cpu_us_per_conn']:,.0f}",
+            f"{r['cpu_ms']:,.0f}",
+            f"{r['duration_ms']:,.0f}",
+            f"{r['gc_ms']:,.0f}",
+            f"{r['clean']:,.0f}",
+            "—" if r["variant"] == "adieu" else f"{r['adieu_ratio']:.2f}x",
+        ]
+        for r in summary["closing"]
+    ]
+    out.append(
+        table(
+            [
+                "N",
+                "server",
+                "srv CPU µs/conn",
+                "srv CPU ms",
+                "wall ms",
+                "GC ms",
+                "clean",
+                "adieu ÷",
+            ],
+            rows,
+            "rlrrrrrr",
+        )
+    )
+    return out
+
+
+def _throughput_table(rows_in: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            r["mode"],
+            SIZE_NAMES.get(r["size"], str(r["size"])),
+            VARIANT_NAMES[r["variant"]],
+            flagged(f"{r['msgs_per_s']:,.0f}", r["server_bound"]),
+            f"{r['p50_us']:,.0f}",
+            f"{r['server_cpu_us_per_msg']:,.1f}",
+            f"{r['server_cpu_share']:.0%}",
+            disturbed(f"{r['others_share']:.0%}", r["others_share"]),
+            "—" if r["variant"] == "adieu" else f"{r['cpu_ratio']:.2f}x",
+        ]
+        for r in rows_in
+    ]
+    return table(
+        [
+            "mode",
+            "size",
+            "server",
+            "msg/s",
+            "p50",
+            "srv CPU µs/msg",
+            "srv CPU",
+            "others",
+            "CPU ÷",
+        ],
+        rows,
+        "lrlrrrrrr",
+    )
+
+
+def evaluate_lifecycle_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets of the connection lifecycle's rebuild, each by server CPU
+    (a ratio of CPU per message or per connection), which a busy machine
+    disturbs far less than a rate."""
+    targets: list[dict[str, Any]] = []
+
+    def add(
+        name: str,
+        goal: str,
+        check: Callable[[float], bool],
+        value: float | None,
+        measured: float | None = None,
+    ) -> None:
+        targets.append(
+            {
+                "target": name,
+                "goal": goal,
+                "measured": "" if measured is None else _shown(measured, "x"),
+                "met": None if measured is None else check(measured),
+                "cpu_measured": _shown(value, "x"),
+                "cpu_met": None if value is None else check(value),
+            }
+        )
+
+    def at_least(goal: float) -> Callable[[float], bool]:
+        return functools.partial(operator.le, goal)
+
+    def at_most(goal: float) -> Callable[[float], bool]:
+        return functools.partial(operator.ge, goal)
+
+    # CPU ÷ is that server's CPU per message over adieu's; adieu's speed
+    # relative to it is the same ratio.
+    cells = {(r["mode"], r["size"], r["variant"]): r for r in summary["throughput"]}
+    for mode, size, variant, goal in (
+        ("ping-pong", 64, "trio_raw", 0.95),
+        ("ping-pong", 1024, "trio_raw", 0.95),
+        ("pipelined", 64, "trio_raw", 0.8),
+    ):
+        row = cells.get((mode, size, variant))
+        if row is not None:
+            add(
+                f"{mode} {SIZE_NAMES[size]}: adieu ÷ {VARIANT_NAMES[variant]}",
+                f"≥ {goal:g}x",
+                at_least(goal),
+                row["cpu_ratio"],
+                row["adieu_ratio"],
+            )
+    for row in summary["alone"]:
+        if row["variant"] != "adieu":
+            add(
+                f"one at a time {SIZE_NAMES[row['size']]}: adieu ÷ Trio raw",
+                "≥ 0.9x",
+                at_least(0.9),
+                row["cpu_ratio"],
+            )
+    for row in summary["peers"]:
+        if row["variant"] != "adieu":
+            add(
+                f"ping-pong 1 KiB: adieu ahead of {VARIANT_NAMES[row['variant']]}",
+                "> 1x",
+                functools.partial(operator.lt, 1.0),
+                row["cpu_ratio"],
+            )
+    closing = {(r["n"], r["variant"]): r for r in summary["closing"]}
+    for (n, variant), row in sorted(closing.items()):
+        if variant in WS_VARIANTS:
+            add(
+                f"closing {n:,}: adieu ahead of {VARIANT_NAMES[variant]} (adieu ÷ it)",
+                "< 1x",
+                functools.partial(operator.gt, 1.0),
+                row["adieu_ratio"],
+            )
+        elif variant == "trio_graceful":
+            add(
+                f"closing {n:,}: adieu ÷ Trio graceful close, CPU per connection",
+                "≤ 1.5x",
+                at_most(1.5),
+                row["adieu_ratio"],
+            )
+    small, large = closing.get((1000, "adieu")), closing.get((10000, "adieu"))
+    if small is not None and large is not None:
+        add(
+            "closing: adieu's CPU at N=10,000 ÷ at N=1,000",
+            "≤ 11x",
+            at_most(11),
+            large["cpu_ms"] / small["cpu_ms"],
+        )
+    for row in summary["memory"]:
+        if row["variant"] == "adieu":
+            add(
+                f"idle heap per connection, N={row['n']:,}: adieu ÷ Trio raw",
+                "≤ 1.3x",
+                at_most(1.3),
+                None,
+                row["heap_vs_raw"],
+            )
+    return targets
 
 
 # -------------------------------------------------------------------- targets
@@ -901,6 +1315,7 @@ def render(
             "rlrrr",
         )
     )
+    out += render_peers(summary, info)
     out += [
         "",
         "### Targets",
@@ -1029,6 +1444,7 @@ def environment(plan: Plan, cores: Cores) -> dict[str, Any]:
         "memory_reps": plan.memory_reps,
         "accept_connections": plan.accept_connections,
         "grace": plan.grace,
+        "close_reps": PEER_PLANS[plan.name].close_reps,
     }
 
 
@@ -1072,7 +1488,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
-        "--quick", action="store_true", help="a short run (under 2 minutes)"
+        "--quick", action="store_true", help="a short run (about 3 minutes)"
     )
     group.add_argument(
         "--smoke", action="store_true", help="seconds: check that every variant runs"
@@ -1115,6 +1531,9 @@ def main(argv: list[str] | None = None) -> int:
         "shutdown": run_shutdown,
         "accept": run_accept,
         "memory": run_memory,
+        "peers": run_peers,
+        "alone": run_alone,
+        "closing": run_closing,
     }
     records = {}
     for name, section in sections.items():
@@ -1127,9 +1546,12 @@ def main(argv: list[str] | None = None) -> int:
         "shutdown": summarize_shutdown,
         "accept": summarize_accept,
         "memory": summarize_memory,
+        "peers": summarize_throughput,
+        "alone": summarize_throughput,
+        "closing": summarize_closing,
     }
     summary = {name: summaries[name](records[name]) for name in records}
-    targets = evaluate_targets(summary)
+    targets = evaluate_targets(summary) + evaluate_lifecycle_targets(summary)
     info["elapsed"] = time.monotonic() - started
     others = client.cores_busy_seconds(cores.measured) - busy_before
     others -= own_cpu_seconds() - own_before

@@ -15,7 +15,15 @@ Variants (what a user would pick instead of adieu, and adieu itself):
 * ``trio_naive``: :func:`trio.serve_listeners` with a naive 4-byte length
   prefix, each field read by a loop of ``receive_some``;
 * ``asyncio``: :func:`asyncio.start_server` streams with ``readexactly``
-  framing (the same 4-byte prefix).
+  framing (the same 4-byte prefix);
+* ``trio_websocket``: :func:`trio_websocket.serve_websocket`, echoing
+  binary messages (the peers a Trio user would pick for framed messages with
+  a closing handshake, with ``websockets``);
+* ``websockets``: :func:`websockets.trio.server.serve`, echoing binary
+  messages;
+* ``trio_graceful``: :func:`trio.serve_listeners` echoing raw bytes, closed
+  gracefully by hand (``close`` kind only): a goodbye message, ``send_eof``,
+  read to the client's EOF, close.
 
 Kinds:
 
@@ -28,7 +36,11 @@ Kinds:
   K-th start and the CPU time spent between them;
 * ``memory``: traces allocations (:mod:`tracemalloc`); command ``wait K`` as
   above, command ``measure`` answers with the heap, the tracing overhead and
-  the resident set size once every task is blocked.
+  the resident set size once every task is blocked;
+* ``close`` (every Trio variant but adieu, whose ``shutdown`` kind is the
+  same measurement): command ``wait K`` as above, then command ``close``
+  ends every connection with the variant's closing handshake and answers,
+  once every handler has returned, with the time and the CPU time it took.
 
 With ``"profile": PATH`` the server runs under :mod:`cProfile` (the
 ``shutdown`` kind: only the shutdown) and writes its statistics to PATH. With
@@ -41,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -382,6 +395,169 @@ async def serve_asyncio(config: dict[str, Any]) -> None:
     server.close()
 
 
+# ------------------------------------------------- peers and graceful close
+#
+# The servers adieu is compared with for framed messages with a closing
+# handshake (trio-websocket, websockets), and raw Trio closed gracefully by
+# hand: the ``close`` kind ends every connection with its handshake and
+# measures what that costs the server.
+
+#: What the raw Trio graceful close sends before its EOF.
+GOODBYE = b"bye"
+
+
+class Live:
+    """The connections of a ``close`` kind server, and a wait for none."""
+
+    def __init__(self) -> None:
+        self.items: set[Any] = set()
+        self._empty: trio.Event | None = None
+
+    def add(self, item: Any) -> None:
+        self.items.add(item)
+
+    def discard(self, item: Any) -> None:
+        self.items.discard(item)
+        if not self.items and self._empty is not None:
+            self._empty.set()
+
+    async def wait_empty(self) -> None:
+        if self.items:
+            self._empty = trio.Event()
+            await self._empty.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+
+
+async def trio_graceful_echo(stream: trio.SocketStream, live: Live) -> None:
+    """Raw echo; the closer sends the goodbye and the EOF, this loop reads on
+    to the client's EOF and closes."""
+    live.add(stream)
+    try:
+        await trio_raw_echo(stream)
+    finally:
+        live.discard(stream)
+
+
+async def close_trio_graceful(live: Live) -> None:
+    for stream in list(live.items):
+        try:
+            await stream.send_all(GOODBYE)
+            await stream.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+async def serve_peer(config: dict[str, Any]) -> None:
+    """The ``trio_websocket``, ``websockets`` and ``trio_graceful`` variants."""
+    import trio_websocket
+    import websockets
+    import websockets.trio.server
+
+    variant, kind = config["variant"], config["kind"]
+    control = Control()
+    starts = Starts(int(config.get("target", 0)))
+    live = Live()
+    async with trio.open_nursery() as nursery:
+        if variant == "trio_websocket":
+
+            async def tw_handler(request: trio_websocket.WebSocketRequest) -> None:
+                ws = await request.accept()
+                live.add(ws)
+                try:
+                    while True:
+                        await ws.send_message(await ws.get_message())
+                except trio_websocket.ConnectionClosed:
+                    pass
+                finally:
+                    live.discard(ws)
+
+            server = await nursery.start(
+                functools.partial(
+                    trio_websocket.serve_websocket,
+                    starts.wrap(tw_handler),
+                    "127.0.0.1",
+                    0,
+                    ssl_context=None,
+                )
+            )
+            port = server.port
+
+            async def close_all() -> None:
+                async with trio.open_nursery() as closing:
+                    for ws in list(live.items):
+                        closing.start_soon(ws.aclose, 1001)
+                await live.wait_empty()
+
+        elif variant == "websockets":
+
+            async def ws_handler(conn: websockets.trio.server.ServerConnection) -> None:
+                live.add(conn)
+                try:
+                    async for message in conn:
+                        await conn.send(message)
+                finally:
+                    live.discard(conn)
+
+            ws_server = await nursery.start(
+                functools.partial(
+                    websockets.trio.server.serve,
+                    starts.wrap(ws_handler),
+                    0,
+                    host="127.0.0.1",
+                    # No keepalive pings: the other servers send none.
+                    ping_interval=None,
+                )
+            )
+            port = ws_server.listeners[0].socket.getsockname()[1]
+
+            async def close_all() -> None:
+                # The library's own way to end every connection (close code
+                # 1001, going away) and wait for the handlers.
+                await ws_server.aclose()
+
+        else:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            nursery.start_soon(
+                trio.serve_listeners,
+                starts.wrap(functools.partial(trio_graceful_echo, live=live)),
+                listeners,
+            )
+            port = listeners[0].socket.getsockname()[1]
+
+            async def close_all() -> None:
+                await close_trio_graceful(live)
+                await live.wait_empty()
+
+        announce(port, kind)
+        while (line := await control.readline()) is not None:
+            command, _, argument = line.partition(" ")
+            if command == "wait":
+                await starts.wait(int(argument))
+                answer({"started": starts.started, "live": len(live.items)})
+            elif command == "close":
+                connections = len(live.items)
+                cpu = time.process_time()
+                start = trio.current_time()
+                with GcTimer() as gc_timer:
+                    await close_all()
+                answer(
+                    {
+                        "duration": trio.current_time() - start,
+                        "cpu": time.process_time() - cpu,
+                        "connections": connections,
+                        "gc": gc_timer.seconds,
+                        "gc_collections": gc_timer.collections,
+                    }
+                )
+            else:
+                answer({"error": f"unknown command {line!r}"})
+        nursery.cancel_scope.cancel()
+
+
+PEERS = ("trio_websocket", "websockets", "trio_graceful")
+
+
 def main() -> None:
     config = json.loads(sys.argv[1])
     prepare_process(config.get("cpu"))
@@ -400,6 +576,8 @@ def main() -> None:
         return
     if config["variant"] == "asyncio":
         asyncio.run(serve_asyncio(config))
+    elif config["variant"] in PEERS:
+        trio.run(serve_peer, config)
     else:
         trio.run(serve_trio, config)
 

@@ -31,6 +31,9 @@ HEADINGS = (
     "### Graceful shutdown",
     "### Accept rate",
     "### Memory per idle connection",
+    "### WebSocket peers",
+    "### One message at a time",
+    "### Closing idle connections",
     "### Targets",
 )
 
@@ -106,3 +109,34 @@ def test_smoke_run_measures_accept_and_memory_for_adieu_and_raw_trio(
     for section in ("accept", "memory"):
         variants = {r["variant"] for r in results["records"][section]}
         assert variants == {"adieu", "trio_raw"}, section
+
+
+@pytest.mark.slow
+def test_smoke_run_echoes_with_the_websocket_peers_and_one_message_at_a_time(
+    smoke: tuple[str, dict[str, Any]],
+) -> None:
+    _, results = smoke
+    for section, variants in (
+        ("peers", {"adieu", "trio_websocket", "websockets"}),
+        ("alone", {"adieu", "trio_raw"}),
+    ):
+        records = results["records"][section]
+        assert {r["variant"] for r in records} == variants, section
+        assert all(r["messages"] > 0 for r in records), section
+
+
+@pytest.mark.slow
+def test_smoke_run_closes_every_connection_with_each_closing_handshake(
+    smoke: tuple[str, dict[str, Any]],
+) -> None:
+    _, results = smoke
+    records = results["records"]["closing"]
+    assert {r["variant"] for r in records} == {
+        "adieu",
+        "trio_graceful",
+        "trio_websocket",
+        "websockets",
+    }
+    for record in records:
+        # Every connection ended with its server's handshake, then EOF.
+        assert record["clean"] == record["connections"] == record["n"], record
