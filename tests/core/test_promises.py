@@ -132,7 +132,8 @@ def test_str_of_a_clean_confirmed_client_termination() -> None:
     server.receive_data(client.send_end())
     client.receive_data(server.send_end())
     assert str(client.close()) == (
-        "CLEAN (local), sent 2, received 1, confirmed: both ENDs exchanged"
+        "CLEAN (begun by this side): sent 2 messages, received 1 message, "
+        "the server confirmed all 2: both ENDs exchanged"
     )
 
 
@@ -148,7 +149,8 @@ def test_str_names_what_was_discarded_and_not_confirmed() -> None:
         detail="the transport ended without the peer's END",
     )
     assert str(termination) == (
-        "TRUNCATED (peer), sent 5, received 4, discarded 3, NOT confirmed: "
+        "TRUNCATED (caused by the peer): sent 5 messages, received 4 messages, "
+        "discarded 3 unread, the server confirmed only 2 of 5: "
         "the transport ended without the peer's END"
     )
 
@@ -171,15 +173,29 @@ def test_str_is_one_line_built_from_the_fields(
     confirmed: bool | None,
     detail: str,
 ) -> None:
+    # A server that confirmed less than was sent counted fewer messages.
+    acknowledged = max(0, sent - 1) if confirmed is False else None
     termination = Termination(
-        kind, initiator, sent, received, discarded, confirmed, None, detail
+        kind, initiator, sent, received, discarded, confirmed, acknowledged, detail
     )
-    parts = [f"{kind.name} ({initiator.value})", f"sent {sent}", f"received {received}"]
+
+    def count(n: int) -> str:
+        return f"{n} message{'' if n == 1 else 's'}"
+
+    side = "this side" if initiator is Initiator.LOCAL else "the peer"
+    verb = "begun" if kind is TerminationKind.CLEAN else "caused"
+    parts = [f"sent {count(sent)}", f"received {count(received)}"]
     if discarded:
-        parts.append(f"discarded {discarded}")
-    if confirmed is not None:
-        parts.append("confirmed" if confirmed else "NOT confirmed")
-    assert str(termination) == ", ".join(parts) + ": " + detail
+        parts.append(f"discarded {discarded} unread")
+    if confirmed and sent == 1:
+        parts.append("the server confirmed it")
+    elif confirmed and sent:
+        parts.append(f"the server confirmed all {sent}")
+    elif confirmed is False:
+        parts.append(f"the server confirmed only {acknowledged} of {sent}")
+    assert str(termination) == f"{kind.name} ({verb} by {side}): " + (
+        ", ".join(parts) + ": " + detail
+    )
 
 
 def test_a_refusal_after_the_end_names_the_cause_and_its_detail() -> None:
