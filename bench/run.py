@@ -94,7 +94,7 @@ FULL = Plan(
     sizes=(64, 1024, 10240, 102400),
     warmup=0.2,
     duration=1.0,
-    shutdown_ns=(100, 1000, 5000),
+    shutdown_ns=(1000, 5000, 10000),
     shutdown_reps=5,
     grace=1.0,
     busy_seconds=0.3,
@@ -153,6 +153,10 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[index]
 
 
+#: The sections of a run, in the order they run.
+SECTIONS = ("throughput", "shutdown", "accept", "memory")
+
+
 # ------------------------------------------------------------------ processes
 
 
@@ -174,10 +178,29 @@ class Cores:
         return f"server on core {self.server}, client on core {self.client}"
 
 
-def raise_file_limit() -> None:
+#: File descriptors a process needs beyond its sockets: the listener, the
+#: epoll instances, Trio's wake-up pipe, the command pipes, the interpreter's
+#: own files. 200 is a generous round bound.
+_SPARE_FDS = 200
+
+
+def raise_file_limit(plan: Plan) -> None:
+    """Raise the soft limit of open files to the hard one (the servers do
+    the same in their processes: the client and the server each hold one
+    socket per connection, in separate processes, so each needs the largest
+    N plus a few), and refuse to start if the hard limit is too low."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    needed = (
+        max(*plan.shutdown_ns, *plan.memory_ns, plan.accept_connections) + _SPARE_FDS
+    )
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise SystemExit(
+            f"the {plan.name} run holds up to {needed - _SPARE_FDS:,} connections "
+            f"per process and needs {needed:,} open files; the hard limit is "
+            f"{hard:,} (raise it: ulimit -Hn {needed})"
+        )
 
 
 class ServerProcess:
@@ -377,6 +400,8 @@ def run_shutdown(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
                         server.stdout.fileno(),
                         traffic_seconds=plan.busy_seconds,
                         timeout=grace + 60,
+                        server_pid=server.pid,
+                        cores=cores.measured,
                     )
                 finally:
                     server.close()
@@ -384,11 +409,22 @@ def run_shutdown(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
                 record.update(rep=rep, n=n, load=load, grace=grace)
                 records.append(record)
                 srv = result.server
+                past = (
+                    f", {(srv['duration'] - grace) * 1000:+,.0f} ms past the grace"
+                    if load == "stubborn"
+                    else ""
+                )
                 progress(
                     f"shutdown {rep + 1}/{plan.shutdown_reps} N={n} {load}: "
-                    f"{srv['duration'] * 1000:.0f} ms, {srv['counts']['clean']} clean, "
-                    f"{result.lost_replies} lost"
+                    f"{srv['duration'] * 1000:,.0f} ms{past}, "
+                    f"{srv['counts']['clean']} clean, "
+                    f"{result.compliant_cut} compliant cut, "
+                    f"{result.disagreements} disagreements, "
+                    f"{result.lost_replies + result.end_mismatches} lost, "
+                    f"others {result.others_cpu / result.window_seconds:.0%} of a core"
                 )
+                for sample in result.disagreement_samples:
+                    progress(f"  disagreement: {json.dumps(sample)}")
     return records
 
 
@@ -412,7 +448,18 @@ def summarize_shutdown(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "min_ms": min(durations) * 1000,
                 "max_ms": max(durations) * 1000,
                 "past_grace_ms": (median(durations) - grace) * 1000,
+                "worst_past_grace_ms": (max(durations) - grace) * 1000,
+                "client_past_grace_ms": max(r["client_seconds"] for r in runs) * 1000
+                - grace * 1000,
                 "client_ms": median(r["client_seconds"] for r in runs) * 1000,
+                "disagreements": max(r["disagreements"] for r in runs),
+                "worst_compliant_cut": max(r["compliant_cut"] for r in runs),
+                "others_share": max(
+                    r["others_cpu"] / r["window_seconds"] for r in runs
+                ),
+                "server_wait_share": max(
+                    r["server_wait"] / r["window_seconds"] for r in runs
+                ),
                 "clean": median(clean),
                 "not_clean": median(
                     r["connections"] - c for r, c in zip(runs, clean, strict=True)
@@ -585,6 +632,15 @@ def _shown(value: float | None, unit: str) -> str:
     return f"{value:,.0f}{unit}" if abs(value) >= 100 else f"{value:,.1f}{unit}"
 
 
+def undisturbed(row: dict[str, Any]) -> bool:
+    """Whether a shutdown cell ran on a quiet machine: the server hardly
+    waited for its core, and other processes stayed below the disturbance
+    threshold on the measured cores (worst runs)."""
+    return bool(
+        row["server_wait_share"] <= DISTURBED and row["others_share"] <= DISTURBED
+    )
+
+
 def evaluate_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue, measured as the issue states it (wall
     clock), and where it has one, its equivalent in server CPU time, which a
@@ -599,12 +655,17 @@ def evaluate_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
         measured: float | None,
         by_cpu: float | None = None,
         server_bound: bool = True,
+        quiet: bool = True,
     ) -> None:
+        if measured is None:
+            return  # that cell was not run (a smoke run, or --only)
         targets.append(
             {
                 "target": name,
                 "goal": goal,
-                "measured": _shown(measured, unit) + ("" if server_bound else FLAG),
+                "measured": _shown(measured, unit)
+                + ("" if server_bound else FLAG)
+                + ("" if quiet else DISTURBED_FLAG),
                 "met": None if measured is None else check(measured),
                 "cpu_measured": "" if by_cpu is None else _shown(by_cpu, unit),
                 "cpu_met": None if by_cpu is None else check(by_cpu),
@@ -657,15 +718,37 @@ def evaluate_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 large["duration_ms"] / small["duration_ms"],
                 large["cpu_ms"] / small["cpu_ms"],
             )
+    if summary["shutdown"]:
+        add(
+            "disagreements between the server's report and the clients, "
+            "every shutdown run",
+            "0",
+            lambda v: v == 0,
+            "",
+            int(sum(r["disagreements"] for r in summary["shutdown"])),
+        )
     for row in summary["shutdown"]:
         if row["load"] == "stubborn":
             add(
-                f"10% stubborn clients, N={row['n']:,}: cut past the grace period",
+                f"10% stubborn clients, N={row['n']:,}: last connection ended "
+                "past the grace period (worst run)",
                 "≤ 50 ms",
                 lambda v: v <= 50,
                 " ms",
-                row["past_grace_ms"],
+                row["worst_past_grace_ms"],
+                quiet=undisturbed(row),
             )
+    stubborn = shutdown.get((1000, "stubborn"))
+    if stubborn is not None:
+        add(
+            f"10% stubborn clients, N=1,000, grace {stubborn['grace']:g} s: "
+            "compliant clients cut (worst run)",
+            "0",
+            lambda v: v == 0,
+            "",
+            int(stubborn["worst_compliant_cut"]),
+            quiet=undisturbed(stubborn),
+        )
     accept = {r["variant"]: r for r in summary["accept"]}
     if "trio_raw" in accept:
         add(
@@ -730,177 +813,220 @@ def render(
         f"{info['machine']}; Python {info['python']}, trio {info['trio']}, "
         f"adieu {info['adieu']} ({info['commit']}); {info['cores']}. "
         f"Took {info['elapsed']:.0f} s; other processes used "
-        f"{info['others_share']:.0%} of a core on average meanwhile.",
-        "",
-        f"### Throughput (echo; median of {info['reps']}; ratio = adieu ÷ that server, "
-        "median of per-round ratios)",
-        "",
-        f"Ping-pong: {PING_PONG.connections} connections, one message in flight on "
-        f"each. Pipelined: {PIPELINED.connections} connection, {PIPELINED.window} "
-        "messages in flight. MB/s counts payload one way. Round trips in µs. "
-        "CPU: share of one core. "
-        f"{FLAG}: the server used less than {SERVER_BOUND:.0%} of its core, so it "
-        "was not the bottleneck (or could not get its core). Others: CPU used "
-        "on the two cores by anything but the server and the client "
-        f"(other processes, interrupts); {DISTURBED_FLAG}: above {DISTURBED:.0%}, "
-        "the cell was disturbed. adieu ÷: adieu's msg/s divided by that "
-        f"server's ({FLAG} if either server was below {SERVER_BOUND:.0%}). "
-        "CPU ÷: that server's CPU per message divided by adieu's (above 1: "
-        "adieu spends less CPU per message), less sensitive to a busy machine.",
+        f"{info['others_share']:.0%} of a core on average meanwhile (load "
+        f"average {info['load_before']} before, {info['load_after']} after).",
         "",
     ]
-    rows = []
-    for r in summary["throughput"]:
-        rows.append(
+    if summary.get("throughput"):
+        out += [
+            f"### Throughput (echo; median of {info['reps']}; ratio = adieu ÷ that "
+            "server, median of per-round ratios)",
+            "",
+            f"Ping-pong: {PING_PONG.connections} connections, one message in flight on "
+            f"each. Pipelined: {PIPELINED.connections} connection, {PIPELINED.window} "
+            "messages in flight. MB/s counts payload one way. Round trips in µs. "
+            "CPU: share of one core. "
+            f"{FLAG}: the server used less than {SERVER_BOUND:.0%} of its core, so it "
+            "was not the bottleneck (or could not get its core). Others: CPU used "
+            "on the two cores by anything but the server and the client "
+            f"(other processes, interrupts); {DISTURBED_FLAG}: above {DISTURBED:.0%}, "
+            "the cell was disturbed. adieu ÷: adieu's msg/s divided by that "
+            f"server's ({FLAG} if either server was below {SERVER_BOUND:.0%}). "
+            "CPU ÷: that server's CPU per message divided by adieu's (above 1: "
+            "adieu spends less CPU per message), less sensitive to a busy machine.",
+            "",
+        ]
+        rows = []
+        for r in summary["throughput"]:
+            rows.append(
+                [
+                    r["mode"],
+                    SIZE_NAMES.get(r["size"], str(r["size"])),
+                    VARIANT_NAMES[r["variant"]],
+                    flagged(f"{r['msgs_per_s']:,.0f}", r["server_bound"]),
+                    f"{r['mb_per_s']:,.1f}",
+                    f"{r['p50_us']:,.0f}",
+                    f"{r['p99_us']:,.0f}",
+                    f"{r['server_cpu_us_per_msg']:,.1f}",
+                    f"{r['server_cpu_share']:.0%}",
+                    f"{r['client_cpu_share']:.0%}",
+                    disturbed(f"{r['others_share']:.0%}", r["others_share"]),
+                    "—"
+                    if r["variant"] == "adieu"
+                    else flagged(f"{r['adieu_ratio']:.2f}x", r["both_bound"]),
+                    "—" if r["variant"] == "adieu" else f"{r['cpu_ratio']:.2f}x",
+                ]
+            )
+        out.append(
+            table(
+                [
+                    "mode",
+                    "size",
+                    "server",
+                    "msg/s",
+                    "MB/s",
+                    "p50",
+                    "p99",
+                    "srv CPU µs/msg",
+                    "srv CPU",
+                    "client CPU",
+                    "others",
+                    "adieu ÷",
+                    "CPU ÷",
+                ],
+                rows,
+                "lrlrrrrrrrrrr",
+            )
+        )
+    if summary.get("shutdown"):
+        out += [
+            "",
+            f"### Graceful shutdown (adieu; median of {info['shutdown_reps']}, "
+            "worst run where it says so)",
+            "",
+            "`server.shutdown()` from the call to the end of the last connection "
+            "(the server's report). Idle: clients only answer SHUTDOWN. Busy: every "
+            "client keeps a 64 B request in flight. Both get a 30 s grace period, "
+            "which they never reach, so that their time is their own. Stubborn: "
+            "10% of the clients ignore SHUTDOWN and keep sending, grace period "
+            f"{info['grace']:g} s: the last connections end when the server cuts "
+            "them at the deadline. Past grace: the shutdown's duration less the "
+            "grace period, median (worst run); client: when the client saw the "
+            "last connection end, less the grace period, counted from the moment "
+            "it wrote the shutdown command (so it includes the command's trip and "
+            "the client's own delay: an upper bound, worst run). Compliant cut: "
+            "clients that answered SHUTDOWN but did not get the server's END and "
+            "EOF (worst run). Disagreements: connections where the server's report "
+            "and the client's experience differ (server CLEAN without the client "
+            "getting the server's END and EOF, or the reverse; matched by the "
+            "client's port; worst run). Lost replies: requests a compliant client "
+            "sent without receiving the reply on a connection that ended with the "
+            "server's END, plus server END counts that differ from the client's "
+            "count (worst run). Srv CPU: share of a core the server used during "
+            "the shutdown. Srv waited: share of the traffic and the shutdown the "
+            "server spent runnable but waiting for its core (worst run; "
+            f"{DISTURBED_FLAG} above {DISTURBED:.0%}: other processes took it). "
+            "Others: CPU used "
+            "on the two measured cores by other processes during the traffic and "
+            "the shutdown "
+            f"(worst run; {DISTURBED_FLAG} above {DISTURBED:.0%}: disturbed). GC "
+            "ms: time in the garbage collector during the shutdown (in brackets: "
+            "full collections).",
+            "",
+        ]
+        rows = []
+        for r in summary["shutdown"]:
+            stubborn = r["load"] == "stubborn"
+            rows.append(
+                [
+                    f"{r['n']:,}",
+                    r["load"],
+                    f"{r['grace']:g}",
+                    f"{r['duration_ms']:,.0f}",
+                    f"{r['min_ms']:,.0f}-{r['max_ms']:,.0f}",
+                    f"{r['past_grace_ms']:+,.0f} ({r['worst_past_grace_ms']:+,.0f})"
+                    if stubborn
+                    else "",
+                    f"{r['client_past_grace_ms']:+,.0f}" if stubborn else "",
+                    f"{r['worst_compliant_cut']:,}",
+                    f"{r['disagreements']:,}",
+                    f"{r['lost_replies'] + r['end_mismatches']}",
+                    f"{r['clean']:,.0f}",
+                    f"{r['not_clean']:,.0f}",
+                    f"{r['requests']:,.0f}",
+                    f"{r['cpu_ms']:,.0f}",
+                    f"{r['server_cpu_share']:.0%}",
+                    disturbed(f"{r['server_wait_share']:.0%}", r["server_wait_share"]),
+                    disturbed(f"{r['others_share']:.0%}", r["others_share"]),
+                    f"{r['gc_ms']:,.0f} ({r['full_gcs']:.0f})",
+                ]
+            )
+        out.append(
+            table(
+                [
+                    "N",
+                    "load",
+                    "grace s",
+                    "shutdown ms",
+                    "min-max",
+                    "past grace ms",
+                    "client: past grace ms",
+                    "compliant cut",
+                    "disagreements",
+                    "lost replies",
+                    "clean",
+                    "not clean",
+                    "requests",
+                    "srv CPU ms",
+                    "srv CPU",
+                    "srv waited",
+                    "others",
+                    "GC ms (full)",
+                ],
+                rows,
+                "rlrrrrrrrrrrrrrrrr",
+            )
+        )
+    if summary.get("accept"):
+        out += [
+            "",
+            f"### Accept rate (median of {info['accept_reps']}; "
+            f"{info['accept_connections']:,} connections, timed in the server from "
+            "the first handler start to the last)",
+            "",
+        ]
+        rows = [
             [
-                r["mode"],
-                SIZE_NAMES.get(r["size"], str(r["size"])),
-                VARIANT_NAMES[r["variant"]],
-                flagged(f"{r['msgs_per_s']:,.0f}", r["server_bound"]),
-                f"{r['mb_per_s']:,.1f}",
-                f"{r['p50_us']:,.0f}",
-                f"{r['p99_us']:,.0f}",
-                f"{r['server_cpu_us_per_msg']:,.1f}",
+                "adieu" if r["variant"] == "adieu" else "trio.serve_listeners",
+                flagged(f"{r['accepts_per_s']:,.0f}", r["server_bound"]),
+                f"{r['cpu_us_per_accept']:,.0f}",
                 f"{r['server_cpu_share']:.0%}",
-                f"{r['client_cpu_share']:.0%}",
-                disturbed(f"{r['others_share']:.0%}", r["others_share"]),
-                "—"
-                if r["variant"] == "adieu"
-                else flagged(f"{r['adieu_ratio']:.2f}x", r["both_bound"]),
+                "—" if r["variant"] == "adieu" else f"{r['adieu_ratio']:.2f}x",
                 "—" if r["variant"] == "adieu" else f"{r['cpu_ratio']:.2f}x",
             ]
+            for r in summary["accept"]
+        ]
+        out.append(
+            table(
+                [
+                    "server",
+                    "connections/s",
+                    "srv CPU µs/conn",
+                    "srv CPU",
+                    "adieu ÷",
+                    "CPU ÷",
+                ],
+                rows,
+                "lrrrrr",
+            )
         )
-    out.append(
-        table(
-            [
-                "mode",
-                "size",
-                "server",
-                "msg/s",
-                "MB/s",
-                "p50",
-                "p99",
-                "srv CPU µs/msg",
-                "srv CPU",
-                "client CPU",
-                "others",
-                "adieu ÷",
-                "CPU ÷",
-            ],
-            rows,
-            "lrlrrrrrrrrrr",
-        )
-    )
-    out += [
-        "",
-        f"### Graceful shutdown (adieu; median of {info['shutdown_reps']})",
-        "",
-        "`server.shutdown()` from the call to the end of the last connection "
-        "(the server's report). Busy: every client keeps a 64 B request in "
-        "flight. Stubborn: 10% of the clients ignore SHUTDOWN and keep sending, "
-        f"grace period {info['grace']:g} s. Lost replies: requests a compliant "
-        "client sent without receiving the reply (worst run), plus server END "
-        "counts that differ from the client's count. GC ms: time in the "
-        "garbage collector during the shutdown (in brackets: full "
-        "collections).",
-        "",
-    ]
-    rows = []
-    for r in summary["shutdown"]:
-        rows.append(
+    if summary.get("memory"):
+        out += [
+            "",
+            f"### Memory per idle connection (median of {info['memory_reps']})",
+            "",
+            "Heap: tracemalloc's traced memory; RSS: resident set growth less "
+            "tracemalloc's own. Both divided by N. Kernel socket buffers are not "
+            "included.",
+            "",
+        ]
+        rows = [
             [
                 f"{r['n']:,}",
-                r["load"],
-                f"{r['duration_ms']:,.0f}",
-                f"{r['min_ms']:,.0f}-{r['max_ms']:,.0f}",
-                f"{r['past_grace_ms']:+,.0f}" if r["load"] == "stubborn" else "",
-                f"{r['clean']:,.0f}",
-                f"{r['not_clean']:,.0f}",
-                f"{r['lost_replies'] + r['end_mismatches']}",
-                f"{r['requests']:,.0f}",
-                f"{r['cpu_ms']:,.0f}",
-                f"{r['server_cpu_share']:.0%}",
-                f"{r['gc_ms']:,.0f} ({r['full_gcs']:.0f})",
+                "adieu" if r["variant"] == "adieu" else "Trio raw",
+                f"{r['heap_per_conn']:,.0f}",
+                f"{r['rss_per_conn']:,.0f}",
+                f"{r['heap_vs_raw']:.2f}x",
             ]
-        )
-    out.append(
-        table(
-            [
-                "N",
-                "load",
-                "shutdown ms",
-                "min-max",
-                "past grace ms",
-                "clean",
-                "aborted",
-                "lost replies",
-                "requests",
-                "srv CPU ms",
-                "srv CPU",
-                "GC ms (full)",
-            ],
-            rows,
-            "rlrrrrrrrrrr",
-        )
-    )
-    out += [
-        "",
-        f"### Accept rate (median of {info['accept_reps']}; "
-        f"{info['accept_connections']:,} connections, timed in the server from "
-        "the first handler start to the last)",
-        "",
-    ]
-    rows = [
-        [
-            "adieu" if r["variant"] == "adieu" else "trio.serve_listeners",
-            flagged(f"{r['accepts_per_s']:,.0f}", r["server_bound"]),
-            f"{r['cpu_us_per_accept']:,.0f}",
-            f"{r['server_cpu_share']:.0%}",
-            "—" if r["variant"] == "adieu" else f"{r['adieu_ratio']:.2f}x",
-            "—" if r["variant"] == "adieu" else f"{r['cpu_ratio']:.2f}x",
+            for r in summary["memory"]
         ]
-        for r in summary["accept"]
-    ]
-    out.append(
-        table(
-            [
-                "server",
-                "connections/s",
-                "srv CPU µs/conn",
-                "srv CPU",
-                "adieu ÷",
-                "CPU ÷",
-            ],
-            rows,
-            "lrrrrr",
+        out.append(
+            table(
+                ["N", "server", "heap B/conn", "RSS B/conn", "heap ÷ Trio raw"],
+                rows,
+                "rlrrr",
+            )
         )
-    )
-    out += [
-        "",
-        f"### Memory per idle connection (median of {info['memory_reps']})",
-        "",
-        "Heap: tracemalloc's traced memory; RSS: resident set growth less "
-        "tracemalloc's own. Both divided by N. Kernel socket buffers are not "
-        "included.",
-        "",
-    ]
-    rows = [
-        [
-            f"{r['n']:,}",
-            "adieu" if r["variant"] == "adieu" else "Trio raw",
-            f"{r['heap_per_conn']:,.0f}",
-            f"{r['rss_per_conn']:,.0f}",
-            f"{r['heap_vs_raw']:.2f}x",
-        ]
-        for r in summary["memory"]
-    ]
-    out.append(
-        table(
-            ["N", "server", "heap B/conn", "RSS B/conn", "heap ÷ Trio raw"],
-            rows,
-            "rlrrr",
-        )
-    )
     out += [
         "",
         "### Targets",
@@ -910,7 +1036,12 @@ def render(
         "figure from the server's CPU time (ratios of CPU per message or per "
         "connection; CPU ms of the shutdown), which other load on the machine "
         f"disturbs far less. {FLAG}: a server of that cell was not the "
-        "bottleneck, so trust the CPU figure.",
+        f"bottleneck, so trust the CPU figure. {DISTURBED_FLAG}: a shutdown "
+        f"cell where the server waited for its core more than {DISTURBED:.0%} "
+        f"of the time or other processes used more than {DISTURBED:.0%} of a "
+        "core: "
+        "a time measured there includes waiting for the CPU; repeat the run "
+        "on a quiet machine before reading a miss as the server's.",
         "",
     ]
     verdict = {True: "met", False: "MISSED", None: ""}
@@ -1029,7 +1160,18 @@ def environment(plan: Plan, cores: Cores) -> dict[str, Any]:
         "memory_reps": plan.memory_reps,
         "accept_connections": plan.accept_connections,
         "grace": plan.grace,
+        "load_before": load_average(),
     }
+
+
+def load_average() -> str:
+    """The kernel's 1, 5 and 15 minute load averages (runnable tasks: on 2
+    cores, anything above about 2 means the run competed for CPU)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 #: The cells the profile runs: the throughput targets.
@@ -1088,6 +1230,13 @@ def main(argv: list[str] | None = None) -> int:
         "full run: bench/shutdown_time.png)",
     )
     parser.add_argument(
+        "--only",
+        choices=SECTIONS,
+        action="append",
+        metavar="SECTION",
+        help=f"run only this section ({', '.join(SECTIONS)}); repeatable",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="PATH",
@@ -1098,7 +1247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
     cores = Cores()
-    raise_file_limit()
+    raise_file_limit(plan)
     if args.profile is not None:
         profile(cores, args.profile, seconds=0.5 if args.smoke else 3.0)
         return 0
@@ -1108,7 +1257,10 @@ def main(argv: list[str] | None = None) -> int:
         own_cpu_seconds(),
     )
     info = environment(plan, cores)
-    progress(f"{plan.name} run; {cores.describe()}")
+    progress(
+        f"{plan.name} run; {cores.describe()}; load average "
+        f"{info['load_before']} before starting"
+    )
 
     sections = {
         "throughput": run_throughput,
@@ -1116,8 +1268,10 @@ def main(argv: list[str] | None = None) -> int:
         "accept": run_accept,
         "memory": run_memory,
     }
-    records = {}
+    records: dict[str, list[dict[str, Any]]] = {name: [] for name in sections}
     for name, section in sections.items():
+        if args.only and name not in args.only:
+            continue
         begun = time.monotonic()
         records[name] = section(plan, cores)
         info[f"{name}_seconds"] = time.monotonic() - begun
@@ -1128,12 +1282,15 @@ def main(argv: list[str] | None = None) -> int:
         "accept": summarize_accept,
         "memory": summarize_memory,
     }
-    summary = {name: summaries[name](records[name]) for name in records}
+    summary = {
+        name: summaries[name](runs) if runs else [] for name, runs in records.items()
+    }
     targets = evaluate_targets(summary)
     info["elapsed"] = time.monotonic() - started
     others = client.cores_busy_seconds(cores.measured) - busy_before
     others -= own_cpu_seconds() - own_before
     info["others_share"] = max(0.0, others) / info["elapsed"]
+    info["load_after"] = load_average()
     print(render(summary, targets, info))
 
     if args.json is not None:

@@ -284,6 +284,7 @@ async def command_loop(
             terminations = [c.termination for c in report.connections]
             answer(
                 {
+                    "peers": [peer_entry(c) for c in report.connections],
                     "duration": report.duration,
                     "elapsed": elapsed,
                     "cpu": time.process_time() - cpu,
@@ -300,6 +301,22 @@ async def command_loop(
             return True
         else:
             answer({"error": f"unknown command {line!r}"})
+
+
+def peer_entry(report: adieu.ConnectionReport[Any]) -> list[Any]:
+    """One connection of a shutdown report, for the client to check against
+    what it saw: the client's port (its local port, the server's remote
+    address), how the connection ended, the messages the server received
+    and sent, and the detail."""
+    address = report.remote_address
+    termination = report.termination
+    return [
+        address[1] if isinstance(address, tuple) else None,
+        termination.kind.value,
+        termination.messages_received,
+        termination.messages_sent,
+        termination.detail,
+    ]
 
 
 # ------------------------------------------------------------------ serving

@@ -4,8 +4,8 @@
 Its figures mean nothing (a test run shares the machine with everything
 else), so nothing here looks at a speed; what is checked is that each
 variant ran, that the tables were printed, and what must hold whatever the
-speed: a graceful shutdown loses no reply, and it cuts only the clients that
-ignore SHUTDOWN.
+speed: a graceful shutdown loses no reply, it cuts only the clients that
+ignore SHUTDOWN, and the server's report says what each client saw.
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ def test_smoke_shutdowns_lose_no_reply_and_cut_only_stubborn_clients(
     for run in runs:
         assert run["lost_replies"] == 0
         assert run["end_mismatches"] == 0
+        # The server's report and every client agree on how each
+        # connection ended.
+        assert run["disagreements"] == 0, run["disagreement_samples"]
         # Every compliant client ended cleanly or was told it was cut (a
         # slow machine may need more than the grace period); every stubborn
         # one was cut, by a reset.
