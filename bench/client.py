@@ -452,6 +452,10 @@ class ShutdownClientResult:
     #: seconds from writing the shutdown command to the last connection's
     #: end, as the client saw it
     client_seconds: float
+    #: when the client saw the last connection end, relative to the end of
+    #: the server's grace period (both processes read the same monotonic
+    #: clock); includes the client's own delay in noticing
+    client_past_deadline: float
     #: seconds from the start of the traffic to the server's answer (the
     #: shutdown's report)
     window_seconds: float
@@ -769,6 +773,7 @@ class ShutdownClient:
             disagreements=disagreements,
             disagreement_samples=samples,
             client_seconds=last - triggered,
+            client_past_deadline=last - server["started_at"] - server["grace"],
             window_seconds=window,
             server_cpu=server_cpu,
             server_wait=server_wait,

@@ -449,8 +449,8 @@ def summarize_shutdown(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "max_ms": max(durations) * 1000,
                 "past_grace_ms": (median(durations) - grace) * 1000,
                 "worst_past_grace_ms": (max(durations) - grace) * 1000,
-                "client_past_grace_ms": max(r["client_seconds"] for r in runs) * 1000
-                - grace * 1000,
+                "client_past_grace_ms": max(r["client_past_deadline"] for r in runs)
+                * 1000,
                 "client_ms": median(r["client_seconds"] for r in runs) * 1000,
                 "disagreements": max(r["disagreements"] for r in runs),
                 "worst_compliant_cut": max(r["compliant_cut"] for r in runs),
@@ -892,9 +892,9 @@ def render(
             f"{info['grace']:g} s: the last connections end when the server cuts "
             "them at the deadline. Past grace: the shutdown's duration less the "
             "grace period, median (worst run); client: when the client saw the "
-            "last connection end, less the grace period, counted from the moment "
-            "it wrote the shutdown command (so it includes the command's trip and "
-            "the client's own delay: an upper bound, worst run). Compliant cut: "
+            "last connection end, relative to the server's deadline (the same "
+            "monotonic clock in both processes; it includes the client's own "
+            "delay in noticing, worst run). Compliant cut: "
             "clients that answered SHUTDOWN but did not get the server's END and "
             "EOF (worst run). Disagreements: connections where the server's report "
             "and the client's experience differ (server CLEAN without the client "

@@ -274,6 +274,10 @@ async def command_loop(
                 # allocates is scanned.
                 gc.freeze()
             cpu = time.process_time()
+            # CLOCK_MONOTONIC, which the client reads too (Trio's clock has
+            # an offset of its own): the client places the deadline on its
+            # own timeline with it.
+            started_at = time.perf_counter()
             start = trio.current_time()
             with GcTimer() as gc_timer:
                 report = await server.shutdown(float(config["grace"]))
@@ -285,6 +289,8 @@ async def command_loop(
             answer(
                 {
                     "peers": [peer_entry(c) for c in report.connections],
+                    "started_at": started_at,
+                    "grace": report.grace_period,
                     "duration": report.duration,
                     "elapsed": elapsed,
                     "cpu": time.process_time() - cpu,
