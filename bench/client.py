@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import errno
 import json
+import math
 import os
 import select
 import socket
@@ -456,6 +457,9 @@ class ShutdownClientResult:
     #: the server's grace period (both processes read the same monotonic
     #: clock); includes the client's own delay in noticing
     client_past_deadline: float
+    #: when the last client received SHUTDOWN, in seconds after the server's
+    #: shutdown started (how long asking everyone took)
+    last_shutdown_seen: float
     #: seconds from the start of the traffic to the server's answer (the
     #: shutdown's report)
     window_seconds: float
@@ -774,6 +778,11 @@ class ShutdownClient:
             disagreement_samples=samples,
             client_seconds=last - triggered,
             client_past_deadline=last - server["started_at"] - server["grace"],
+            last_shutdown_seen=max(
+                (p.shutdown_at for p in peers if p.shutdown_at is not None),
+                default=math.nan,
+            )
+            - server["started_at"],
             window_seconds=window,
             server_cpu=server_cpu,
             server_wait=server_wait,

@@ -421,6 +421,8 @@ def run_shutdown(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
                     f"{result.compliant_cut} compliant cut, "
                     f"{result.disagreements} disagreements, "
                     f"{result.lost_replies + result.end_mismatches} lost, "
+                    f"last SHUTDOWN seen after {result.last_shutdown_seen * 1000:,.0f} "
+                    "ms, "
                     f"others {result.others_cpu / result.window_seconds:.0%} of a core"
                 )
                 for sample in result.disagreement_samples:
