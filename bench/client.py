@@ -469,9 +469,10 @@ class ShutdownClientResult:
     server_cpu: float
     client_cpu: float
     others_cpu: float
-    #: seconds the server was runnable but waited for its core, in the
-    #: same window (other processes on its core)
+    #: seconds the server, and the client, were runnable but waited for
+    #: their core, in the same window (other processes on their core)
     server_wait: float
+    client_wait: float
     server: dict[str, Any]
 
 
@@ -661,11 +662,12 @@ class ShutdownClient:
         counts it in ticks of 10 ms)."""
         cores = tuple(cores)
         started = time.perf_counter()
-        busy0, cpu0, ccpu0, wait0 = (
+        busy0, cpu0, ccpu0, wait0, cwait0 = (
             cores_busy_seconds(cores),
             process_cpu_seconds(server_pid),
             time.thread_time(),
             process_wait_seconds(server_pid),
+            process_wait_seconds(os.getpid()),
         )
         self.start_traffic()
         until = time.perf_counter() + traffic_seconds
@@ -697,6 +699,7 @@ class ShutdownClient:
             answered, cpu1 = time.perf_counter(), process_cpu_seconds(server_pid)
             wait1 = process_wait_seconds(server_pid)
         ccpu1, busy1 = time.thread_time(), cores_busy_seconds(cores)
+        cwait1 = process_wait_seconds(os.getpid())
         server = json.loads(answer.partition(b"\n")[0])
         return self.result(
             triggered,
@@ -705,6 +708,7 @@ class ShutdownClient:
             server_cpu=cpu1 - cpu0,
             server_wait=wait1 - wait0,
             client_cpu=ccpu1 - ccpu0,
+            client_wait=cwait1 - cwait0,
             busy=busy1 - busy0,
         )
 
@@ -757,6 +761,7 @@ class ShutdownClient:
         server_cpu: float,
         server_wait: float,
         client_cpu: float,
+        client_wait: float,
         busy: float,
     ) -> ShutdownClientResult:
         peers = list(self.peers.values())
@@ -787,6 +792,7 @@ class ShutdownClient:
             server_cpu=server_cpu,
             server_wait=server_wait,
             client_cpu=client_cpu,
+            client_wait=client_wait,
             others_cpu=max(0.0, busy - server_cpu - client_cpu) if busy else 0.0,
             server=server,
         )
