@@ -377,60 +377,74 @@ def run_shutdown(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
     for rep in range(plan.shutdown_reps):
         for index, n in enumerate(plan.shutdown_ns):
             for load in rotated(SHUTDOWN_LOADS, rep + index):
-                # Only the stubborn clients reach the grace period; the others
-                # get a long one, so that their time is their own.
-                grace = plan.grace if load == "stubborn" else 30.0
-                server = ServerProcess(
-                    cores,
-                    variant="adieu",
-                    kind="shutdown",
-                    max_connections=n + 100,
-                    grace=grace,
-                )
-                try:
-                    bench = client.ShutdownClient(
-                        server.port,
-                        n,
-                        busy=load != "idle",
-                        stubborn_every=10 if load == "stubborn" else 0,
-                    )
-                    bench.connect_all()
-                    result = bench.run_shutdown(
-                        server.stdin.fileno(),
-                        server.stdout.fileno(),
-                        traffic_seconds=plan.busy_seconds,
-                        timeout=grace + 60,
-                        server_pid=server.pid,
-                        cores=cores.measured,
-                    )
-                finally:
-                    server.close()
-                record = dataclasses.asdict(result)
-                record.update(rep=rep, n=n, load=load, grace=grace)
+                record = shutdown_cell(plan, cores, n, load)
+                record["rep"] = rep
                 records.append(record)
-                srv = result.server
-                past = (
-                    f", {(srv['duration'] - grace) * 1000:+,.0f} ms past the grace"
-                    if load == "stubborn"
-                    else ""
-                )
-                progress(
-                    f"shutdown {rep + 1}/{plan.shutdown_reps} N={n} {load}: "
-                    f"{srv['duration'] * 1000:,.0f} ms{past}, "
-                    f"{srv['counts']['clean']} clean, "
-                    f"{result.compliant_cut} compliant cut, "
-                    f"{result.disagreements} disagreements, "
-                    f"{result.lost_replies + result.end_mismatches} lost, "
-                    f"last SHUTDOWN seen after {result.last_shutdown_seen * 1000:,.0f} "
-                    "ms, "
-                    f"server waited {result.server_wait / result.window_seconds:.0%}, "
-                    f"client waited {result.client_wait / result.window_seconds:.0%} "
-                    "for their cores, others used "
-                    f"{result.others_cpu / result.window_seconds:.0%} of a core"
-                )
-                for sample in result.disagreement_samples:
+                progress(f"shutdown {rep + 1}/{plan.shutdown_reps} {describe(record)}")
+                for sample in record["disagreement_samples"]:
                     progress(f"  disagreement: {json.dumps(sample)}")
     return records
+
+
+def shutdown_cell(
+    plan: Plan, cores: Cores, n: int, load: str, **server_options: Any
+) -> dict[str, Any]:
+    """One shutdown of ``n`` connections under ``load`` (one of
+    :data:`SHUTDOWN_LOADS`); ``server_options`` go to ``servers.py`` (a
+    profile's path, for one)."""
+    # Only the stubborn clients reach the grace period; the others get a
+    # long one, so that their time is their own.
+    grace = plan.grace if load == "stubborn" else 30.0
+    server = ServerProcess(
+        cores,
+        variant="adieu",
+        kind="shutdown",
+        max_connections=n + 100,
+        grace=grace,
+        **server_options,
+    )
+    try:
+        bench = client.ShutdownClient(
+            server.port,
+            n,
+            busy=load != "idle",
+            stubborn_every=10 if load == "stubborn" else 0,
+        )
+        bench.connect_all()
+        result = bench.run_shutdown(
+            server.stdin.fileno(),
+            server.stdout.fileno(),
+            traffic_seconds=plan.busy_seconds,
+            timeout=grace + 60,
+            server_pid=server.pid,
+            cores=cores.measured,
+        )
+    finally:
+        server.close()
+    record = dataclasses.asdict(result)
+    record.update(n=n, load=load, grace=grace)
+    return record
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One shutdown run in a line."""
+    srv = record["server"]
+    window = record["window_seconds"]
+    past = (
+        f", {(srv['duration'] - record['grace']) * 1000:+,.0f} ms past the grace"
+        if record["load"] == "stubborn"
+        else ""
+    )
+    return (
+        f"N={record['n']} {record['load']}: {srv['duration'] * 1000:,.0f} ms{past}, "
+        f"{srv['counts']['clean']} clean, {record['compliant_cut']} compliant cut, "
+        f"{record['disagreements']} disagreements, "
+        f"{record['lost_replies'] + record['end_mismatches']} lost, "
+        f"last SHUTDOWN seen after {record['last_shutdown_seen'] * 1000:,.0f} ms, "
+        f"server waited {record['server_wait'] / window:.0%}, "
+        f"client waited {record['client_wait'] / window:.0%} for their cores, "
+        f"others used {record['others_cpu'] / window:.0%} of a core"
+    )
 
 
 def summarize_shutdown(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -1188,8 +1202,6 @@ PROFILE_CELLS = ((PING_PONG, 1024), (PIPELINED, 64), (PING_PONG, 102400))
 def profile(cores: Cores, path: Path, seconds: float) -> None:
     """Run the adieu echo server under cProfile through the target cells and
     print where its time goes."""
-    import pstats
-
     server = ServerProcess(cores, variant="adieu", kind="echo", profile=str(path))
     try:
         for mode, size in PROFILE_CELLS:
@@ -1209,12 +1221,29 @@ def profile(cores: Cores, path: Path, seconds: float) -> None:
             )
     finally:
         server.close()
+    print_profile(path, "the adieu echo server")
+
+
+def print_profile(path: Path, what: str) -> None:
+    """The top functions of the cProfile statistics at ``path``."""
+    import pstats
+
     stats = pstats.Stats(str(path))
-    print(f"## Profile of the adieu echo server ({path})\n")
+    print(f"## Profile of {what} ({path})\n")
     print("By own time:")
     stats.sort_stats("tottime").print_stats(25)
     print("By cumulative time, adieu's functions:")
     stats.sort_stats("cumulative").print_stats("adieu", 25)
+
+
+def profile_shutdown(
+    plan: Plan, cores: Cores, path: Path, n: int, load: str = "stubborn"
+) -> None:
+    """Run one shutdown cell with the server's shutdown under cProfile and
+    print where its time goes."""
+    record = shutdown_cell(plan, cores, n, load, profile=str(path))
+    progress(f"profiled shutdown {describe(record)} (under the profiler)")
+    print_profile(path, f"the adieu server's shutdown, N={n:,} {load}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1251,10 +1280,20 @@ def main(argv: list[str] | None = None) -> int:
         "through the throughput targets' cells, write the stats to PATH and "
         "print the top functions",
     )
+    parser.add_argument(
+        "--profile-shutdown",
+        type=int,
+        metavar="N",
+        help="with --profile: profile the server's shutdown of N connections, "
+        "10%% of them stubborn (the plan's grace period), instead",
+    )
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
     cores = Cores()
     raise_file_limit(plan)
+    if args.profile is not None and args.profile_shutdown is not None:
+        profile_shutdown(plan, cores, args.profile, args.profile_shutdown)
+        return 0
     if args.profile is not None:
         profile(cores, args.profile, seconds=0.5 if args.smoke else 3.0)
         return 0
