@@ -3,6 +3,7 @@
 * The wire format written out by hand from the protocol's specification, so
   that a raw peer never borrows the code under test to speak to it.
 * The answering handler the server and fault tests run.
+* A connect flood, run as a process of its own.
 
 ``tests/conftest.py`` puts this folder on the import path (pytest's default
 import mode), so any test imports it as ``shared_support``.
@@ -82,3 +83,39 @@ async def answer(conn: adieu.Connection) -> int:
         await conn.send(reply_to(message))
         answered += 1
     return answered
+
+
+# ------------------------------------------------------------ a connect flood
+
+#: A process that floods a port on 127.0.0.1 (its one argument) with
+#: non-blocking connects in a loop, bounded by a count and a time. The first
+#: 2,000 sockets are held to the end (the oldest are those a server's backlog
+#: holds); later ones are closed 2,000 connects after they opened, so the
+#: process stays under its descriptor limit.
+CONNECT_FLOOD_SCRIPT = """
+import collections, resource, socket, sys, time
+port = int(sys.argv[1])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 5000), hard))
+kept, rotating = [], collections.deque()
+end = time.monotonic() + 20
+print("flooding", flush=True)
+for _ in range(200_000):
+    if time.monotonic() > end:
+        break
+    sock = socket.socket()
+    sock.setblocking(False)
+    try:
+        sock.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    except OSError:
+        sock.close()
+        continue
+    if len(kept) < 2000:
+        kept.append(sock)
+        continue
+    rotating.append(sock)
+    if len(rotating) > 2000:
+        rotating.popleft().close()
+"""

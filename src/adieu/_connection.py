@@ -44,7 +44,11 @@ from ._errors import (
     MessageTooLarge,
     ProtocolError,
 )
-from ._frames import DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE_LIMIT
+from ._frames import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_MESSAGE_SIZE_LIMIT,
+    encode_preamble,
+)
 from ._protocol import End, Message, Protocol, ShutdownRequest
 from ._state import Role, SideState
 from ._termination import Termination
@@ -323,7 +327,27 @@ class Connection:
         """Send the preamble and start the reader in ``nursery``."""
         self._nursery = nursery
         nursery.start_soon(self._reader, name=f"adieu {self.role.value} reader")
-        await self._submit(_Pending(None, self._proto.preamble()))
+        if self._proto.our_state is SideState.PREAMBLE:
+            await self._submit(_Pending(None, self._proto.preamble()))
+        elif self._queue:  # what _greet_now() left: the rest of the preamble
+            await self._submit(_Pending(None, b""))
+
+    def _greet_now(self) -> None:
+        """Server: send the preamble now, from synchronous code, before the
+        connection's task runs, so that a SHUTDOWN can follow it at once
+        (a server's shutdown telling connections it took from the listen
+        backlog). Does nothing where the transport takes no bytes without a
+        task (TLS, memory streams) or the preamble was already produced;
+        what the kernel does not take at once is written by :meth:`_start`.
+        A transport that broke is recorded as such."""
+        if self._proto.our_state is not SideState.PREAMBLE or self._released:
+            return
+        preamble = encode_preamble(self.role)
+        sent = self._send_at_once(preamble)
+        if sent:
+            self._proto.preamble()
+            if sent < len(preamble):
+                self._queue.append(_Pending(None, preamble[sent:]))
 
     async def _wait_reader_done(self) -> None:
         while not self._reader_done:
@@ -729,19 +753,25 @@ class Connection:
             and not self._proto.end_sent
             and self._failure is None
         ):
-            try:
-                sent = self._transport.try_send(frame)
-            except trio.BrokenResourceError as exc:
-                self._fail_broken(exc)
-                return
-            except trio.ClosedResourceError:
-                return
-            if sent == len(frame):
+            sent = self._send_at_once(frame)
+            if sent is None or sent == len(frame):
                 return
             frame = frame[sent:]
         self._queue.append(_Pending(None, frame))
         if not self._writing and self._nursery is not None:
             self._nursery.start_soon(self._background_flush)
+
+    def _send_at_once(self, data: bytes) -> int | None:
+        """Write what the kernel takes of ``data`` now, without a task;
+        return how many bytes, or ``None`` if the transport is closed or
+        broke (the failure is recorded)."""
+        try:
+            return self._transport.try_send(data)
+        except trio.BrokenResourceError as exc:
+            self._fail_broken(exc)
+        except trio.ClosedResourceError:
+            pass
+        return None
 
     async def _background_flush(self) -> None:
         """Take the writer role, if free, and write what is queued or
@@ -1001,7 +1031,11 @@ class Connection:
                 # CLEAN, and the peer's experience agrees with it).
                 self._set_released()
             else:
-                self._proto.abort(timed_out=timed_out, detail=detail)
+                # An END encoded but not yet written counts for nothing: the
+                # reset discards it, so the end is not CLEAN.
+                self._proto.abort(
+                    timed_out=timed_out, detail=detail, end_written=self._fin_sent
+                )
                 self._transport.abort()
                 self._set_released()
         self._fail_waiting_writers()

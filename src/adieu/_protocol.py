@@ -506,13 +506,28 @@ class Protocol:
         :meth:`connection_reset`."""
         self._record(TerminationKind.TRUNCATED, Initiator.PEER, detail)
 
-    def abort(self, *, timed_out: bool = False, detail: str | None = None) -> None:
+    def abort(
+        self,
+        *,
+        timed_out: bool = False,
+        detail: str | None = None,
+        end_written: bool = True,
+    ) -> None:
         """Record that this side is aborting the connection; ``timed_out``
         says it is because a grace period or close timeout expired. Ignored
-        if an earlier cause was recorded or both ENDs were exchanged."""
+        if an earlier cause was recorded or both ENDs were exchanged.
+
+        ``end_written=False`` says this side's END, though produced by
+        :meth:`send_end`, never reached the transport whole (its write was
+        cut, or it was still queued): the abort then counts even after both
+        ENDs, because the peer never got this side's END."""
         kind = TerminationKind.TIMED_OUT if timed_out else TerminationKind.ABORTED
         if detail is None:
             detail = "timed out" if timed_out else "aborted by this side"
+        if not end_written and self.end_sent and self._cause is None:
+            self._cause = (kind, Initiator.LOCAL, detail)
+            self._sending = False
+            return
         self._record(kind, Initiator.LOCAL, detail)
 
     def _record(self, kind: TerminationKind, who: Initiator, detail: str) -> None:

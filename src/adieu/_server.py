@@ -1,20 +1,28 @@
 """The server: one handler task per connection, and a graceful asymmetric
-shutdown bounded by a grace period that cancel scopes enforce.
+shutdown bounded by a grace period.
 
-Shutdown, step by step (:meth:`Server.shutdown`):
+The shutdown is the server's own task, in the server's nursery; callers of
+:meth:`Server.shutdown` and :meth:`Server.wait_shut_down` only wait for its
+report. Step by step:
 
-1. Stop accepting: the accept loops are cancelled, then every connection the
-   kernel had already completed is accepted (so none is reset), then the
-   listeners are closed; a connect after that is refused by the kernel.
-2. Every open connection is sent SHUTDOWN (the grace period and a reason);
-   handlers keep running and keep answering.
-3. Each handler task runs in its own cancel scope whose deadline becomes the
-   end of the grace period. A connection ends cleanly when its client has
-   sent END and its handler has returned (the server's END follows the
-   client's, never precedes it). At the deadline the scope cancels whatever
-   is left, handler and blocked sends included, and the connection is
-   aborted (``TIMED_OUT``).
-4. The :class:`ShutdownReport` tells how each connection ended.
+1. At once, in one synchronous step (no task runs meanwhile, so nothing can
+   connect and be accepted half-way): the accept loops stop; the connections
+   the kernel had completed on each socket listener are accepted from its
+   listen backlog, without waiting (their number is read first where the
+   system says it, so a connect flood cannot extend the drain); every open
+   connection is sent SHUTDOWN (the grace period and a reason), a connection
+   just taken from the backlog its preamble first; the listeners are closed,
+   so a later connect is refused by the kernel.
+2. Handlers keep running and keep answering. A connection ends cleanly when
+   its client has sent END and its handler has returned (the server's END
+   follows the client's, never precedes it).
+3. When the grace period ends, one synchronous pass aborts every connection
+   still open (``TIMED_OUT``), builds the :class:`ShutdownReport`, then
+   cancels the remaining handlers, which unwind afterwards: no handler task
+   has to be scheduled for the cut to happen or the report to be built.
+
+A second shutdown request, or :meth:`Server.abort`, at any moment does the
+same pass at once (``ABORTED``).
 """
 
 from __future__ import annotations
@@ -22,12 +30,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import gc
 import logging
 import math
 import os
-import select
 import socket as stdlib_socket
 import ssl
+import struct
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final, Generic, TypeVar, final
@@ -46,7 +56,7 @@ from ._errors import ConnectionReset, ConnectionTruncated, ProtocolError
 from ._frames import DEFAULT_MAX_MESSAGE_SIZE, encode_shutdown
 from ._open import only_exception, running
 from ._state import Role
-from ._termination import Initiator, Termination, TerminationKind
+from ._termination import Termination, TerminationKind
 from ._transport import DEFAULT_LINGER, TransportStream
 
 __all__ = [
@@ -75,11 +85,6 @@ DEFAULT_MAX_CONNECTIONS: Final = 1000
 #: long enough for a TLS handshake over a slow link, short enough that idle
 #: port scanners cannot hold connection slots.
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
-
-#: Bound of one accept of a connection the kernel reported ready while
-#: draining the backlog at shutdown: arbitrary, only the rare race of a
-#: connection reset between the readiness check and the accept waits on it.
-_DRAIN_ACCEPT_TIMEOUT: Final = 0.05
 
 #: The SHUTDOWN reason sent when none is given.
 DEFAULT_SHUTDOWN_REASON: Final = "the server is shutting down"
@@ -172,10 +177,11 @@ class ShutdownReport:
 
 @dataclasses.dataclass(eq=False)
 class _Entry:
+    conn: Connection
     scope: trio.CancelScope
-    conn: Connection | None = None
     outcome: outcome.Outcome[Any] | None = None
     in_shutdown: bool = False
+    from_backlog: bool = False
 
 
 def _zero_counts() -> dict[TerminationKind, int]:
@@ -213,9 +219,9 @@ class Server:
         self._entries: dict[_Entry, None] = {}  # live, in accept order
         self._ended_before = _zero_counts()
         self._accept_scopes: list[trio.CancelScope] = []
-        self._accepting_done = trio.Event()
-        self._accept_loops = 0
         self._shutdown_started = False
+        self._shutdown_start = 0.0
+        self._shutdown_grace = 0.0
         self._shutdown_deadline = math.inf
         self._shutdown_reason = DEFAULT_SHUTDOWN_REASON
         self._shutdown_entries: list[_Entry] = []
@@ -225,6 +231,9 @@ class Server:
         self._idle.set()
         self._report: ShutdownReport | None = None
         self._done = trio.Event()
+        # The shutdown task's wait for the connections, bounded by the
+        # grace period; an abort cancels it.
+        self._wait_scope = trio.CancelScope()
 
     def __repr__(self) -> str:
         return f"<adieu.Server {self.addresses!r} {len(self._entries)} connections>"
@@ -235,11 +244,12 @@ class Server:
     def connections(self) -> list[Connection]:
         """The connections being served now, in the order they were
         accepted."""
-        return [e.conn for e in self._entries if e.conn is not None]
+        return [e.conn for e in self._entries]
 
     @property
     def addresses(self) -> list[Any]:
-        """The socket addresses the listeners are bound to."""
+        """The socket addresses the listeners are bound to (none once the
+        shutdown has begun: the listeners are closed)."""
         out = []
         for listener in self.listeners:
             sock = getattr(listener, "socket", None)
@@ -252,7 +262,8 @@ class Server:
         """The TCP port the server listens on (useful with ``port=0``).
 
         Raises:
-            RuntimeError: the server has no TCP listener.
+            RuntimeError: the server has no TCP listener (or no longer:
+                the shutdown closed it).
         """
         for address in self.addresses:
             if isinstance(address, tuple):
@@ -271,8 +282,12 @@ class Server:
         return self._report
 
     async def wait_shut_down(self) -> ShutdownReport:
-        """Wait until the shutdown has finished; return its report. A
-        checkpoint; cancel-safe."""
+        """Wait until the shutdown has finished; return its report (the
+        same object to every caller).
+
+        It does not start a shutdown. A checkpoint; cancel-safe: cancelling
+        it cancels only this wait, never the shutdown.
+        """
         await self._done.wait()
         assert self._report is not None
         return self._report
@@ -283,39 +298,38 @@ class Server:
         for listener in self.listeners:
             scope = trio.CancelScope()
             self._accept_scopes.append(scope)
-            self._accept_loops += 1
             self._nursery.start_soon(self._accept_loop, listener, scope)
-        if not self.listeners:
-            self._accepting_done.set()
 
     async def _accept_loop(
         self, listener: trio.abc.Listener[trio.abc.Stream], scope: trio.CancelScope
     ) -> None:
-        try:
-            with scope:
-                while True:
-                    await self._slots.acquire()
-                    try:
-                        stream = await listener.accept()
-                    except OSError as exc:
-                        self._slots.release()
-                        if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
-                            raise
-                        logger.error(  # noqa: TRY400 (no traceback: expected)
-                            "accept failed (%s); retrying in %s s",
-                            os.strerror(exc.errno),
-                            _ACCEPT_CAPACITY_SLEEP,
-                        )
-                        await trio.sleep(_ACCEPT_CAPACITY_SLEEP)
-                        continue
-                    except BaseException:
-                        self._slots.release()
+        with scope:
+            while True:
+                await self._slots.acquire()
+                try:
+                    stream = await listener.accept()
+                except (OSError, trio.ClosedResourceError) as exc:
+                    self._slots.release()
+                    if self._shutdown_started:
+                        # The shutdown closed the listener under an accept
+                        # that had already been woken.
+                        return
+                    if (
+                        not isinstance(exc, OSError)
+                        or exc.errno not in _ACCEPT_CAPACITY_ERRNOS
+                    ):
                         raise
-                    self._spawn(stream, holds_slot=True)
-        finally:
-            self._accept_loops -= 1
-            if self._accept_loops == 0:
-                self._accepting_done.set()
+                    logger.error(  # noqa: TRY400 (no traceback: expected)
+                        "accept failed (%s); retrying in %s s",
+                        os.strerror(exc.errno),
+                        _ACCEPT_CAPACITY_SLEEP,
+                    )
+                    await trio.sleep(_ACCEPT_CAPACITY_SLEEP)
+                    continue
+                except BaseException:
+                    self._slots.release()
+                    raise
+                self._spawn(stream, holds_slot=True)
 
     def serve_stream(self, stream: trio.abc.Stream) -> None:
         """Serve an already-accepted stream as one more connection (a
@@ -329,59 +343,58 @@ class Server:
         Synchronous: the connection's task starts at the next checkpoint.
         """
         if self._shutdown_started:
-            _close_now(stream)
+            TransportStream(stream).abort()
             raise trio.ClosedResourceError("the server is shutting down")
         self._spawn(stream, holds_slot=False)
 
-    def _spawn(self, stream: trio.abc.Stream, *, holds_slot: bool) -> None:
-        entry = _Entry(trio.CancelScope(deadline=self._shutdown_deadline))
+    def _spawn(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        holds_slot: bool,
+        from_backlog: bool = False,
+    ) -> None:
+        if self._ssl_context is not None:
+            stream = trio.SSLStream(stream, self._ssl_context, server_side=True)
+        conn = Connection(
+            TransportStream(stream, linger=self._linger),
+            Role.SERVER,
+            max_message_size=self._max_message_size,
+            receive_buffer_size=self._receive_buffer_size,
+            grace_period=self.grace_period,
+        )
+        # Until the client's preamble arrives (and the TLS handshake, which
+        # happens as the server's preamble is sent), the connection's scope
+        # has the handshake timeout as its deadline.
+        handshake_deadline = trio.current_time() + self._handshake_timeout
+        conn._deadline = handshake_deadline
+        conn._deadline_reason = (
+            f"no preamble within the handshake timeout ({self._handshake_timeout:g} s)"
+        )
+        entry = _Entry(conn, trio.CancelScope(deadline=handshake_deadline))
+        entry.from_backlog = from_backlog
         self._entries[entry] = None
         self._idle = trio.Event() if self._idle.is_set() else self._idle
         if self._shutdown_started:
-            entry.in_shutdown = True
-            self._shutdown_entries.append(entry)
-        self._nursery.start_soon(self._serve_connection, stream, entry, holds_slot)
+            self._enlist(entry, ask=True)
+        self._nursery.start_soon(self._serve_connection, entry, holds_slot)
 
-    async def _serve_connection(
-        self, stream: trio.abc.Stream, entry: _Entry, holds_slot: bool
-    ) -> None:
+    async def _serve_connection(self, entry: _Entry, holds_slot: bool) -> None:
+        conn = entry.conn
         ran = False
         try:
             with entry.scope:
-                # Until the client's preamble arrives (and the TLS handshake,
-                # which happens as the server's preamble is sent), the scope's
-                # deadline is the handshake timeout.
-                handshake_deadline = trio.current_time() + self._handshake_timeout
-                entry.scope.deadline = min(self._shutdown_deadline, handshake_deadline)
-                if self._aborted:
-                    _close_now(stream)
-                    return
-                if self._ssl_context is not None:
-                    stream = trio.SSLStream(stream, self._ssl_context, server_side=True)
-                conn = Connection(
-                    TransportStream(stream, linger=self._linger),
-                    Role.SERVER,
-                    max_message_size=self._max_message_size,
-                    receive_buffer_size=self._receive_buffer_size,
-                    grace_period=self.grace_period,
-                )
-                entry.conn = conn
-                conn._deadline = entry.scope.deadline
-                conn._deadline_reason = (
-                    f"no preamble within the handshake timeout "
-                    f"({self._handshake_timeout:g} s)"
-                )
+                if conn.termination is not None:
+                    return  # cut or aborted before this task ran
                 async with running(conn):
                     if entry.in_shutdown:
                         self._ask_to_finish(entry)
                     await conn._wait_handshake()
                     if not conn.handshake_complete or conn.termination is not None:
                         return
-                    entry.scope.deadline = self._shutdown_deadline
+                    entry.scope.deadline = math.inf
                     conn._deadline = self._shutdown_deadline
-                    conn._deadline_reason = (
-                        "the grace period of the server's shutdown expired"
-                    )
+                    conn._deadline_reason = self._expired_detail(entry)
                     ran = True
                     await self._run_handler(conn, entry)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -391,15 +404,11 @@ class Server:
         finally:
             if holds_slot:
                 self._slots.release()
-            if (
-                not ran
-                and entry.conn is not None
-                and entry.conn.termination is not None
-            ):
+            if not ran and conn.termination is not None:
                 logger.info(
                     "connection from %s ended before its handler ran: %s",
-                    entry.conn.remote_address,
-                    entry.conn.termination,
+                    conn.remote_address,
+                    conn.termination,
                 )
             self._finish(entry)
 
@@ -435,46 +444,20 @@ class Server:
     def _finish(self, entry: _Entry) -> None:
         del self._entries[entry]
         conn = entry.conn
-        termination = conn.termination if conn is not None else None
-        if termination is None:
-            # The task ended before a connection existed (aborted server).
-            termination = Termination(
-                kind=TerminationKind.ABORTED,
-                initiator=Initiator.LOCAL,
-                messages_sent=0,
-                messages_received=0,
-                messages_discarded=0,
-                confirmed=None,
-                acknowledged=None,
-                detail="the server aborted before the connection started",
-            )
+        termination = conn.termination
+        if termination is None:  # pragma: no cover (every path above ends it)
+            conn.abort()
+            termination = conn.termination
+            assert termination is not None
         if entry.in_shutdown:
             self._reports[entry] = ConnectionReport(
-                termination,
-                entry.outcome,
-                conn.remote_address if conn is not None else None,
+                termination, entry.outcome, conn.remote_address
             )
         else:
             self._ended_before[termination.kind] += 1
         logger.debug("connection ended: %s", termination)
         if not self._entries:
             self._idle.set()
-
-    def _ask_to_finish(self, entry: _Entry) -> None:
-        entry.scope.deadline = min(entry.scope.deadline, self._shutdown_deadline)
-        conn = entry.conn
-        if conn is not None:
-            if self._shutdown_deadline <= conn._deadline:
-                # The grace period ends first (before the handshake timeout
-                # of a connection still waiting for its preamble).
-                conn._deadline_reason = (
-                    "the grace period of the server's shutdown expired"
-                )
-            conn._deadline = entry.scope.deadline
-            conn.request_shutdown(
-                self._shutdown_reason,
-                grace_period=max(0.0, self._shutdown_deadline - trio.current_time()),
-            )
 
     # ------------------------------------------------------------- shutdown
 
@@ -485,27 +468,42 @@ class Server:
         let handlers run on until each connection has ended or the grace
         period expires, then abort the rest.
 
+        The shutdown runs in the server's own nursery; this call starts it
+        and waits for its report. Step by step:
+
+        1. At once, in one synchronous step: the accept loops stop; every
+           connection the kernel had completed on a socket listener by then
+           is accepted from the listen backlog (see :ref:`which connections
+           a shutdown serves <shutdown-scope>`); every open connection is
+           sent SHUTDOWN (the grace period left, and ``reason``); the
+           listeners are closed, so later connects are refused.
+        2. Handlers keep running. A connection ends cleanly when its client
+           has sent END and its handler has returned.
+        3. When the grace period ends, every connection still open is
+           aborted in one synchronous sweep (``TIMED_OUT``; its handler is
+           cancelled and has no result), and the report is built at once:
+           handlers unwinding after the cut do not delay it.
+
         Args:
-            grace_period: seconds granted (default :attr:`grace_period`);
-                it is the deadline of every handler's cancel scope. At the
-                deadline remaining handlers are cancelled (they have no
-                result) and their connections are aborted (``TIMED_OUT``),
-                even if they are blocked sending to a peer that does not read.
+            grace_period: seconds granted (default :attr:`grace_period`).
+                0 sends SHUTDOWN and then aborts every connection at once.
             reason: the short reason sent with SHUTDOWN (default "the server
                 is shutting down"; at most 255 bytes of UTF-8).
 
         Returns:
-            The :class:`ShutdownReport`.
+            The :class:`ShutdownReport`: the same object for every caller,
+            of this method and of :meth:`wait_shut_down`.
 
         Raises:
             ValueError: ``grace_period`` is negative, or ``reason`` is over
-                255 bytes of UTF-8.
+                255 bytes of UTF-8 (nothing is started).
 
         Called again after it finished, returns the same report. Called
-        while a shutdown is running, aborts every connection still open and
-        returns the report once they are gone. If cancelled, the shutdown
-        goes on in the server's own nursery (and ends when the server's
-        block does). A checkpoint.
+        while a shutdown is running (from any task, at any moment), aborts
+        as :meth:`abort` does and returns the report. Cancel-safe: if the
+        caller is cancelled, only its wait is; the shutdown goes on, and
+        :meth:`wait_shut_down` and the server's block still finish. A
+        checkpoint.
         """
         if self._report is not None:
             await trio.lowlevel.checkpoint()
@@ -519,48 +517,143 @@ class Server:
         if reason is not None:
             encode_shutdown(grace, reason)  # refuse a reason over 255 bytes now
             self._shutdown_reason = reason
-        start = trio.current_time()
-        self._begin_shutdown(start + grace, ask=True)
-        await self._stop_accepting()
-        await self._idle.wait()
-        return self._build_report(start, grace)
+        self._begin_shutdown(grace, graceful=True)
+        self._wait_scope.deadline = self._shutdown_deadline
+        self._nursery.start_soon(self._run_shutdown, name="adieu server shutdown")
+        return await self.wait_shut_down()
 
-    def _begin_shutdown(self, deadline: float, *, ask: bool) -> None:
+    def _begin_shutdown(self, grace: float, *, graceful: bool) -> None:
+        """Step 1 of the shutdown, synchronous: no connection can complete
+        in the kernel and be accepted while it runs."""
         self._shutdown_started = True
-        self._shutdown_deadline = deadline
+        self._shutdown_start = trio.current_time()
+        self._shutdown_grace = grace
+        self._shutdown_deadline = self._shutdown_start + grace
         for scope in self._accept_scopes:
             scope.cancel()
         for entry in self._entries:
-            entry.in_shutdown = True
-            self._shutdown_entries.append(entry)
-            if ask:
-                # SHUTDOWN goes out now, before the listeners are drained and
-                # closed; connections accepted from the backlog ask for
-                # themselves as they start.
-                self._ask_to_finish(entry)
-
-    async def _stop_accepting(self) -> None:
-        """Cancel the accept loops, accept what the kernel had completed,
-        then close the listeners."""
-        await self._accepting_done.wait()
+            self._enlist(entry, ask=graceful)
         for listener in self.listeners:
-            for stream in await _accept_pending(listener):
-                self._spawn(stream, holds_slot=False)
-            await trio.aclose_forcefully(listener)
+            if graceful:
+                for stream in _accept_backlog(listener):
+                    self._spawn(stream, holds_slot=False, from_backlog=True)
+            sock = getattr(listener, "socket", None)
+            if isinstance(sock, trio.socket.SocketType):
+                sock.close()  # wakes nothing: the accept loops are cancelled
+            else:
+                self._nursery.start_soon(_close_listener, listener)
 
-    def _build_report(self, start: float, grace: float) -> ShutdownReport:
-        reports = tuple(
-            self._reports[e] for e in self._shutdown_entries if e in self._reports
+    def _enlist(self, entry: _Entry, *, ask: bool) -> None:
+        entry.in_shutdown = True
+        self._shutdown_entries.append(entry)
+        if ask:
+            self._ask_to_finish(entry)
+
+    def _ask_to_finish(self, entry: _Entry) -> None:
+        conn = entry.conn
+        if conn.termination is not None:
+            return
+        if self._shutdown_deadline <= conn._deadline:
+            # The grace period ends first (before the handshake timeout of a
+            # connection still waiting for its preamble).
+            conn._deadline = self._shutdown_deadline
+            conn._deadline_reason = self._expired_detail(entry)
+        # A connection whose task has not run yet (just taken from the
+        # backlog) gets its preamble now, so that SHUTDOWN can follow it
+        # even if the grace period ends before the task runs.
+        conn._greet_now()
+        conn.request_shutdown(
+            self._shutdown_reason,
+            grace_period=max(0.0, self._shutdown_deadline - trio.current_time()),
         )
+
+    def _expired_detail(self, entry: _Entry) -> str:
+        """What a connection cut at the end of the grace period is told it
+        ended by (its :attr:`Termination.detail`)."""
+        conn = entry.conn
+        text = (
+            f"the grace period of the server's shutdown "
+            f"({self._shutdown_grace:g} s) expired"
+        )
+        if conn.end_received:
+            text += " after the client's END, before the server's END was written"
+        elif conn.handshake_complete:
+            text += " before the client's END"
+        else:
+            # Its preamble may be in the kernel's buffer, unread: say only
+            # what this side knows.
+            text += " before the client's preamble was read"
+        if entry.from_backlog:
+            text += "; accepted from the listen backlog as the shutdown began"
+        return text
+
+    async def _run_shutdown(self) -> None:
+        """Steps 2 and 3: wait for the connections until the deadline, then
+        sweep. The report is built here, or by :meth:`abort`."""
+        try:
+            with self._wait_scope:
+                await self._idle.wait()
+        finally:
+            if self._report is None:
+                if self._entries and trio.current_time() < self._shutdown_deadline:
+                    # Cancelled from outside (the server's scope): abort.
+                    self.abort()
+                else:
+                    self._cut(timed_out=True)
+
+    def _cut(self, *, timed_out: bool) -> None:
+        """End the shutdown in one synchronous pass: abort every connection
+        still open (its transport is reset and its termination recorded
+        now: ``TIMED_OUT`` at the deadline, ``ABORTED`` by an abort), build
+        the report, then cancel the handlers. The cut waits for no task:
+        handlers unwind afterwards, in their own time, and their unwinding
+        cannot delay the report."""
+        # The pass allocates a little for each of possibly thousands of
+        # connections: a full collection of everything they hold could land
+        # inside it and take longer than the pass itself, so it waits.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            now = trio.current_time()
+            for entry in self._entries:
+                conn = entry.conn
+                if conn.termination is not None:
+                    continue
+                if timed_out:
+                    # Connection._abort_for turns an abort at or past its
+                    # deadline into TIMED_OUT with this reason.
+                    conn._deadline = now
+                    conn._deadline_reason = self._expired_detail(entry)
+                    conn.abort()
+                else:
+                    conn._abort_for(timed_out=False, detail=_ABORT_DETAIL)
+            self._build_report()
+            for entry in self._entries:
+                entry.scope.cancel()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _build_report(self) -> ShutdownReport:
+        reports = []
+        for entry in self._shutdown_entries:
+            report = self._reports.get(entry)
+            if report is None:  # still unwinding after the sweep
+                termination = entry.conn.termination
+                assert termination is not None
+                report = ConnectionReport(
+                    termination, entry.outcome, entry.conn.remote_address
+                )
+            reports.append(report)
         counts = _zero_counts()
         for report in reports:
             counts[report.termination.kind] += 1
         self._report = ShutdownReport(
-            connections=reports,
+            connections=tuple(reports),
             counts=counts,
             ended_before=dict(self._ended_before),
-            grace_period=grace,
-            duration=trio.current_time() - start,
+            grace_period=self._shutdown_grace,
+            duration=trio.current_time() - self._shutdown_start,
             aborted=self._aborted,
         )
         self._done.set()
@@ -569,38 +662,38 @@ class Server:
 
     def abort(self) -> None:
         """Abort now: stop accepting and close the listeners, cancel every
-        handler and abort every connection (peers see a reset).
+        handler and abort every connection (peers see a reset), and build
+        the report.
 
-        If no shutdown was running, the report then built lists every
-        connection that was open. Synchronous, idempotent.
+        Works at any moment, including while a graceful shutdown runs (it
+        then ends at once, reported as aborted). If no shutdown was running,
+        the report lists every connection that was open. Connections waiting
+        in the listen backlog are not accepted: the kernel resets them as
+        the listener closes.
+
+        Synchronous and idempotent; never raises. When it returns the report
+        is built (:attr:`report`, :meth:`wait_shut_down`); handler tasks
+        unwind afterwards.
         """
+        if self._report is not None:
+            return
         self._aborted = True
         if not self._shutdown_started:
-            self._begin_shutdown(trio.current_time(), ask=False)
-            self._nursery.start_soon(self._finish_abort, trio.current_time())
-        for scope in self._accept_scopes:
-            scope.cancel()
-        for listener in self.listeners:
-            sock = getattr(listener, "socket", None)
-            if sock is not None:
-                sock.close()
-        for entry in list(self._entries):
-            entry.scope.cancel()
-            if entry.conn is not None:
-                entry.conn.abort()
+            self._begin_shutdown(0.0, graceful=False)
+        self._cut(timed_out=False)
+        self._wait_scope.cancel()
 
-    async def _finish_abort(self, start: float) -> None:
-        # Shielded: when the abort comes from the server's scope being
-        # cancelled, this task starts in a cancelled nursery, and the report
-        # must still be built. Every task it waits for is cancelled, so the
-        # wait is short.
-        with trio.CancelScope(shield=True):
-            await self._accepting_done.wait()
-            for listener in self.listeners:
-                await trio.aclose_forcefully(listener)
-            await self._idle.wait()
-            if self._report is None:
-                self._build_report(start, 0.0)
+
+#: The detail of a connection aborted by Server.abort().
+_ABORT_DETAIL: Final = (
+    "the server aborted (Server.abort(), a second shutdown request, or the "
+    "server's scope was cancelled)"
+)
+
+
+async def _close_listener(listener: trio.abc.Listener[trio.abc.Stream]) -> None:
+    with trio.CancelScope(shield=True):
+        await trio.aclose_forcefully(listener)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -633,34 +726,87 @@ class _ServerOptions:
             )
 
 
-def _close_now(stream: trio.abc.Stream) -> None:
-    transport = TransportStream(stream)
-    transport.abort()
-
-
-async def _accept_pending(
+def _accept_backlog(
     listener: trio.abc.Listener[trio.abc.Stream],
 ) -> list[trio.abc.Stream]:
-    """Accept the connections the kernel has already completed on a
-    socket listener, without waiting for more."""
+    """Accept, without waiting, the connections the kernel has completed on
+    a socket listener: the shutdown serves those (see the module's
+    docstring). Synchronous: nothing can connect and be accepted meanwhile.
+
+    On a Linux TCP listener the count is read first (``TCP_INFO`` gives a
+    listening socket's accept-queue length) and exactly that many are
+    accepted, the oldest first: connections completing meanwhile are left
+    to the kernel, which resets them as the listener closes. Elsewhere
+    (Unix sockets, other systems) accepts go on until the queue is empty,
+    at most :data:`_DRAIN_LIMIT`. Other listeners are not drained.
+    """
     sock = getattr(listener, "socket", None)
+    if not isinstance(sock, trio.socket.SocketType) or sock.fileno() < 0:
+        return []
+    count = _accept_queue_length(sock)
+    limit = _DRAIN_LIMIT if count is None else count
     accepted: list[trio.abc.Stream] = []
-    if sock is None or sock.fileno() < 0:
+    if limit == 0:
         return accepted
-    while True:
-        readable, _, _ = select.select([sock.fileno()], [], [], 0)
-        if not readable:
-            return accepted
-        # The connection may have been reset between select() and accept();
-        # a socket listener then silently waits for the next one, so bound
-        # the wait.
-        with trio.move_on_after(_DRAIN_ACCEPT_TIMEOUT):
+    try:
+        # A duplicate of the listening socket, for plain non-blocking
+        # accept() calls: Trio's accept() is async. (The socket is already
+        # non-blocking: the flag belongs to the open file both share.)
+        raw = stdlib_socket.fromfd(sock.fileno(), sock.family, sock.type, sock.proto)
+    except OSError as exc:
+        logger.warning("could not drain the listen backlog: %s", exc)
+        return accepted
+    with raw:
+        raw.setblocking(False)
+        while len(accepted) < limit:
             try:
-                accepted.append(await listener.accept())
-            except OSError:
-                return accepted
-            continue
-        return accepted
+                new, _ = raw.accept()
+            except BlockingIOError:
+                break
+            except ConnectionAbortedError:
+                continue  # reset while it waited in the queue: not there
+            except OSError as exc:
+                # Out of file descriptors (or memory): what is left in the
+                # queue is reset as the listener closes.
+                logger.warning("stopped draining the listen backlog: %s", exc)
+                break
+            accepted.append(trio.SocketStream(trio.socket.from_stdlib_socket(new)))
+    return accepted
+
+
+#: Connections a drain of the listen backlog takes at most where the queue's
+#: length cannot be read: 4096 is Linux's default ``somaxconn`` (since 5.4),
+#: the longest accept queue an unconfigured system keeps. Bounds the drain
+#: under a connect flood that refills the queue as fast as it is emptied.
+_DRAIN_LIMIT: Final = 4096
+
+#: ``tcpi_state`` of a listening socket (Linux's ``TCP_LISTEN``).
+_TCP_LISTEN: Final = 10
+#: On a listening socket, Linux's ``struct tcp_info`` carries the accept
+#: queue's length in ``tcpi_unacked``: a u32 at offset 24, after eight u8
+#: fields and four u32 ones. (Its maximum, the backlog, is ``tcpi_sacked``.)
+_TCPI_UNACKED: Final = struct.Struct("=I")
+_TCPI_UNACKED_OFFSET: Final = 24
+
+
+def _accept_queue_length(sock: trio.socket.SocketType) -> int | None:
+    """How many completed connections wait in a listening TCP socket's
+    accept queue (Linux), or ``None`` where that cannot be read."""
+    tcp_info = getattr(stdlib_socket, "TCP_INFO", None)
+    if (
+        tcp_info is None
+        or sys.platform != "linux"
+        or sock.family not in (stdlib_socket.AF_INET, stdlib_socket.AF_INET6)
+    ):
+        return None
+    try:
+        info = sock.getsockopt(stdlib_socket.IPPROTO_TCP, tcp_info, 32)
+    except OSError:
+        return None
+    if len(info) < _TCPI_UNACKED_OFFSET + 4 or info[0] != _TCP_LISTEN:
+        return None
+    (count,) = _TCPI_UNACKED.unpack_from(info, _TCPI_UNACKED_OFFSET)
+    return int(count)
 
 
 @asynccontextmanager
@@ -747,7 +893,12 @@ async def _serve(
                 server.abort()
                 raise
             try:
-                await server.shutdown()
+                # A shutdown already running (its caller may have been
+                # cancelled) is waited for, not escalated to an abort.
+                if server.shutting_down:
+                    await server.wait_shut_down()
+                else:
+                    await server.shutdown()
             except BaseException as exc:
                 escaping = exc
                 server.abort()

@@ -71,6 +71,69 @@ async def test_the_graceful_server_finishes_its_feed_on_sigterm(
     assert "1 connection open: 1 clean" in output
 
 
+async def _connected_to_the_graceful_server(
+    start: Callable[..., Process],
+) -> tuple[Process, int]:
+    server = start("howto/graceful_server.py", "--port", "0", "--grace", "600")
+    port = int((await trio.to_thread.run_sync(server.wait_for, r"port (\d+)"))[1])
+    return server, port
+
+
+async def _exited_aborted(server: Process) -> None:
+    """The program ended by its own path: status 1, the aborted report
+    printed, no traceback."""
+    status, output = await trio.to_thread.run_sync(server.finish)
+    assert status == 1, output
+    assert "shutdown aborted" in output
+    assert "1 connection open: 1 aborted" in output
+    assert "Traceback" not in output
+
+
+async def _receive_forever(conn: adieu.Connection) -> None:
+    while True:
+        await conn.receive()
+
+
+async def _until_reset(conn: adieu.Connection) -> None:
+    with trio.fail_after(30), pytest.raises(adieu.ConnectionReset):
+        await _receive_forever(conn)
+
+
+@slow
+async def test_a_second_ctrl_c_during_the_shutdown_aborts_cleanly(
+    start: Callable[..., Process],
+) -> None:
+    """Ctrl+C starts the shutdown (the client is asked, and holds it open:
+    the grace period is 600 s); a second Ctrl+C aborts. The program exits
+    through its own path, status 1 (the report says aborted), with no
+    traceback."""
+    server, port = await _connected_to_the_graceful_server(start)
+    async with adieu.connect_tcp("127.0.0.1", port) as conn:
+        assert await conn.receive() == b"update 1"
+        server.popen.send_signal(signal.SIGINT)
+        with trio.fail_after(30):
+            await conn.shutdown_requested.wait()
+        assert conn.shutdown_reason == "restarting"
+        server.popen.send_signal(signal.SIGINT)
+        await _until_reset(conn)
+    await _exited_aborted(server)
+
+
+@slow
+async def test_two_signals_at_once_abort_cleanly(
+    start: Callable[..., Process],
+) -> None:
+    """Both signals arrive before the shutdown's first step has run: the
+    abort comes first, the shutdown then finds the report made."""
+    server, port = await _connected_to_the_graceful_server(start)
+    async with adieu.connect_tcp("127.0.0.1", port) as conn:
+        assert await conn.receive() == b"update 1"
+        server.popen.send_signal(signal.SIGINT)
+        server.popen.send_signal(signal.SIGTERM)
+        await _until_reset(conn)
+    await _exited_aborted(server)
+
+
 async def test_the_answering_handler_answers_every_request() -> None:
     async with (
         adieu.testing.open_memory_server(graceful_server.answer) as server,

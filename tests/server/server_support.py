@@ -101,3 +101,29 @@ def incoming_pipe(conn: adieu.Connection) -> MemoryPipe:
     stream = conn.transport.stream
     assert isinstance(stream, MemoryStream)
     return stream.incoming
+
+
+class InjectAtStep(trio.abc.Instrument):
+    """A Trio instrument that calls ``inject`` after the ``step``-th task
+    step counted from :meth:`arm`: every moment at which another task could
+    act, tried one by one by a test that raises ``step`` until the run ends
+    before it. :attr:`injected_at` is the time it was called, or ``None``."""
+
+    def __init__(self, step: int, inject: Callable[[], object]) -> None:
+        self.step = step
+        self.inject = inject
+        self.count = 0
+        self.armed = False
+        self.injected_at: float | None = None
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if not self.armed:
+            return
+        if self.count == self.step:
+            self.armed = False
+            self.injected_at = trio.current_time()
+            self.inject()
+        self.count += 1
