@@ -435,6 +435,19 @@ def describe(record: dict[str, Any]) -> str:
         if record["load"] == "stubborn"
         else ""
     )
+    timeline = srv.get("timeline") or {}
+    if record["load"] == "stubborn" and timeline.get("sweep_seconds") is not None:
+        past += (
+            f" (sweep began {timeline['sweep_after_deadline'] * 1000:+,.0f} ms "
+            f"after the deadline, took {timeline['sweep_seconds'] * 1000:,.0f} ms"
+        )
+        if timeline.get("deadline_batch") is not None:
+            _, seconds, steps = timeline["deadline_batch"]
+            past += (
+                f"; the scheduler batch running at the deadline took "
+                f"{seconds * 1000:,.0f} ms for {steps:,} task steps"
+            )
+        past += ")"
     return (
         f"N={record['n']} {record['load']}: {srv['duration'] * 1000:,.0f} ms{past}, "
         f"{srv['counts']['clean']} clean, {record['compliant_cut']} compliant cut, "
@@ -445,6 +458,17 @@ def describe(record: dict[str, Any]) -> str:
         f"client waited {record['client_wait'] / window:.0%} for their cores, "
         f"others used {record['others_cpu'] / window:.0%} of a core"
     )
+
+
+def worst_timeline(runs: list[dict[str, Any]], key: str) -> float | None:
+    """The worst run's figure of the server's scheduler timeline, in ms
+    (``None`` if no run has it: a server without a task of that name)."""
+    values = [
+        r["server"]["timeline"][key]
+        for r in runs
+        if r["server"].get("timeline", {}).get(key) is not None
+    ]
+    return max(values) * 1000 if values else None
 
 
 def summarize_shutdown(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -472,6 +496,8 @@ def summarize_shutdown(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 * 1000,
                 "client_ms": median(r["client_seconds"] for r in runs) * 1000,
                 "disagreements": max(r["disagreements"] for r in runs),
+                "sweep_late_ms": worst_timeline(runs, "sweep_after_deadline"),
+                "sweep_ms": worst_timeline(runs, "sweep_seconds"),
                 "worst_compliant_cut": max(r["compliant_cut"] for r in runs),
                 "others_share": max(
                     r["others_cpu"] / r["window_seconds"] for r in runs
@@ -915,7 +941,12 @@ def render(
             "grace period, median (worst run); client: when the client saw the "
             "last connection end, relative to the server's deadline (the same "
             "monotonic clock in both processes; it includes the client's own "
-            "delay in noticing, worst run). Compliant cut: "
+            "delay in noticing, worst run). Sweep late: when the server's "
+            "shutdown task began its last step (the sweep that cuts what is "
+            "left) relative to the deadline; sweep: how long that step took "
+            "(both from Trio's instrument hooks in the server, worst run; a late "
+            "sweep waited for the scheduler batch running at the deadline to "
+            "finish). Compliant cut: "
             "clients that answered SHUTDOWN but did not get the server's END and "
             "EOF (worst run). Disagreements: connections where the server's report "
             "and the client's experience differ (server CLEAN without the client "
@@ -949,6 +980,12 @@ def render(
                     if stubborn
                     else "",
                     f"{r['client_past_grace_ms']:+,.0f}" if stubborn else "",
+                    f"{r['sweep_late_ms']:+,.0f}"
+                    if stubborn and r["sweep_late_ms"] is not None
+                    else "",
+                    f"{r['sweep_ms']:,.0f}"
+                    if stubborn and r["sweep_ms"] is not None
+                    else "",
                     f"{r['worst_compliant_cut']:,}",
                     f"{r['disagreements']:,}",
                     f"{r['lost_replies'] + r['end_mismatches']}",
@@ -972,6 +1009,8 @@ def render(
                     "min-max",
                     "past grace ms",
                     "client: past grace ms",
+                    "sweep late ms",
+                    "sweep ms",
                     "compliant cut",
                     "disagreements",
                     "lost replies",
@@ -985,7 +1024,7 @@ def render(
                     "GC ms (full)",
                 ],
                 rows,
-                "rlrrrrrrrrrrrrrrrr",
+                "rlrrrrrrrrrrrrrrrrrr",
             )
         )
     if summary.get("accept"):

@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import math
 import os
 import resource
 import sys
@@ -186,6 +187,77 @@ class Starts:
         self._waiters.remove((count, event))
 
 
+#: The name the server gives its shutdown task: the timeline follows it.
+SHUTDOWN_TASK = "adieu server shutdown"
+
+
+class Timeline(trio.abc.Instrument):
+    """Where a shutdown's time goes in Trio's scheduler (a diagnostic
+    installed only during the shutdown): the scheduler's batches (the task
+    steps run between two waits for I/O: a deadline cannot be acted on
+    before the batch running when it passes has finished), and the steps of
+    the server's shutdown task, whose last step is the sweep at the
+    deadline. Times are ``time.perf_counter()``."""
+
+    def __init__(self) -> None:
+        # Installed in the middle of a batch: the first one counts from here.
+        self.batch_started = time.perf_counter()
+        self.batch_steps = 0
+        #: the longest batch: (start, seconds, task steps)
+        self.longest: tuple[float, float, int] = (0.0, 0.0, 0)
+        #: the batch that was running at a given moment: set by ``watch``
+        self.watched_at = math.inf
+        self.watched: tuple[float, float, int] | None = None
+        self._step_started = 0.0
+        #: the shutdown task's steps: (start, seconds)
+        self.steps: list[tuple[float, float]] = []
+
+    def watch(self, moment: float) -> None:
+        """Remember the batch that runs across ``moment`` (the deadline)."""
+        self.watched_at = moment
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.batch_started = time.perf_counter()
+        self.batch_steps = 0
+
+    def before_io_wait(self, timeout: float) -> None:
+        now = time.perf_counter()
+        batch = (self.batch_started, now - self.batch_started, self.batch_steps)
+        if batch[1] > self.longest[1]:
+            self.longest = batch
+        if self.watched is None and now >= self.watched_at:
+            self.watched = batch
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.batch_steps += 1
+        if task.name == SHUTDOWN_TASK:
+            self._step_started = time.perf_counter()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name == SHUTDOWN_TASK:
+            started = self._step_started
+            self.steps.append((started, time.perf_counter() - started))
+
+    def summary(self, started_at: float, deadline: float) -> dict[str, Any]:
+        """Seconds relative to ``started_at`` (the shutdown's start) or to
+        ``deadline``; ``None`` where nothing was seen. ``steps``: the
+        shutdown task's last five steps, [start after the deadline,
+        seconds]; ``longest_batch``: [start after the shutdown's start,
+        seconds, task steps]; ``deadline_batch``: the batch running when the
+        deadline passed, [start after the deadline, seconds, task steps]."""
+        last = self.steps[-1] if self.steps else None
+        watched = self.watched
+        return {
+            "sweep_after_deadline": None if last is None else last[0] - deadline,
+            "sweep_seconds": None if last is None else last[1],
+            "steps": [[a - deadline, b] for a, b in self.steps[-5:]],
+            "longest_batch": [self.longest[0] - started_at, *self.longest[1:]],
+            "deadline_batch": None
+            if watched is None
+            else [watched[0] - deadline, *watched[1:]],
+        }
+
+
 class GcTimer:
     """Time spent in the garbage collector while the block runs, per
     generation."""
@@ -279,8 +351,14 @@ async def command_loop(
             # own timeline with it.
             started_at = time.perf_counter()
             start = trio.current_time()
-            with GcTimer() as gc_timer:
-                report = await server.shutdown(float(config["grace"]))
+            timeline = Timeline()
+            timeline.watch(started_at + float(config["grace"]))
+            trio.lowlevel.add_instrument(timeline)
+            try:
+                with GcTimer() as gc_timer:
+                    report = await server.shutdown(float(config["grace"]))
+            finally:
+                trio.lowlevel.remove_instrument(timeline)
             elapsed = trio.current_time() - start
             if profiler is not None:
                 profiler.disable()
@@ -290,6 +368,9 @@ async def command_loop(
                 {
                     "peers": [peer_entry(c) for c in report.connections],
                     "started_at": started_at,
+                    "timeline": timeline.summary(
+                        started_at, started_at + report.grace_period
+                    ),
                     "grace": report.grace_period,
                     "duration": report.duration,
                     "elapsed": elapsed,
