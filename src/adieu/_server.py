@@ -225,6 +225,7 @@ class Server:
         self._shutdown_deadline = math.inf
         self._shutdown_reason = DEFAULT_SHUTDOWN_REASON
         self._shutdown_entries: list[_Entry] = []
+        self._details: dict[tuple[int, bool], str] = {}
         self._reports: dict[_Entry, ConnectionReport[Any]] = {}
         self._aborted = False
         self._idle = trio.Event()
@@ -234,6 +235,7 @@ class Server:
         # The shutdown task's wait for the connections, bounded by the
         # grace period; an abort cancels it.
         self._wait_scope = trio.CancelScope()
+        self._watch: _DeadlineWatch | None = None
 
     def __repr__(self) -> str:
         return f"<adieu.Server {self.addresses!r} {len(self._entries)} connections>"
@@ -394,7 +396,8 @@ class Server:
                         return
                     entry.scope.deadline = math.inf
                     conn._deadline = self._shutdown_deadline
-                    conn._deadline_reason = self._expired_detail(entry)
+                    if entry.in_shutdown:
+                        conn._deadline_reason = self._expired_detail(entry)
                     ran = True
                     await self._run_handler(conn, entry)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -519,6 +522,8 @@ class Server:
             self._shutdown_reason = reason
         self._begin_shutdown(grace, graceful=True)
         self._wait_scope.deadline = self._shutdown_deadline
+        self._watch = _DeadlineWatch(self)
+        trio.lowlevel.add_instrument(self._watch)
         self._nursery.start_soon(self._run_shutdown, name="adieu server shutdown")
         return await self.wait_shut_down()
 
@@ -529,6 +534,7 @@ class Server:
         self._shutdown_start = trio.current_time()
         self._shutdown_grace = grace
         self._shutdown_deadline = self._shutdown_start + grace
+        self._details.clear()
         for scope in self._accept_scopes:
             scope.cancel()
         for entry in self._entries:
@@ -571,20 +577,22 @@ class Server:
         """What a connection cut at the end of the grace period is told it
         ended by (its :attr:`Termination.detail`)."""
         conn = entry.conn
-        text = (
-            f"the grace period of the server's shutdown "
-            f"({self._shutdown_grace:g} s) expired"
-        )
         if conn.end_received:
-            text += " after the client's END, before the server's END was written"
+            stage = 2
         elif conn.handshake_complete:
-            text += " before the client's END"
+            stage = 1
         else:
-            # Its preamble may be in the kernel's buffer, unread: say only
-            # what this side knows.
-            text += " before the client's preamble was read"
-        if entry.from_backlog:
-            text += "; accepted from the listen backlog as the shutdown began"
+            stage = 0
+        key = (stage, entry.from_backlog)
+        text = self._details.get(key)
+        if text is None:  # made once per kind: the cut may need thousands
+            text = (
+                f"the grace period of the server's shutdown "
+                f"({self._shutdown_grace:g} s) expired {_STAGES[stage]}"
+            )
+            if entry.from_backlog:
+                text += "; accepted from the listen backlog as the shutdown began"
+            self._details[key] = text
         return text
 
     async def _run_shutdown(self) -> None:
@@ -611,6 +619,9 @@ class Server:
         # The pass allocates a little for each of possibly thousands of
         # connections: a full collection of everything they hold could land
         # inside it and take longer than the pass itself, so it waits.
+        if self._watch is not None:
+            trio.lowlevel.remove_instrument(self._watch)
+            self._watch = None
         collecting = gc.isenabled()
         gc.disable()
         try:
@@ -683,6 +694,34 @@ class Server:
         self._cut(timed_out=False)
         self._wait_scope.cancel()
 
+
+class _DeadlineWatch(trio.abc.Instrument):
+    """Cuts a shutdown at the first task step past its deadline.
+
+    Trio wakes the shutdown task when the deadline passes, but runs it only
+    in the batch after the one under way, and on a busy server (thousands of
+    handlers answering) a batch can take long. Checked before every task
+    step, the deadline is acted on within one step instead. Installed only
+    while a shutdown waits for its deadline; it costs a clock read per step.
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        server = self.server
+        if server._report is None and trio.current_time() >= server._shutdown_deadline:
+            server._cut(timed_out=True)
+
+
+#: Where a connection cut at the end of the grace period was, by stage: no
+#: preamble read yet (it may be in the kernel's buffer, unread: say only what
+#: this side knows), open, or the client's END received.
+_STAGES: Final = (
+    "before the client's preamble was read",
+    "before the client's END",
+    "after the client's END, before the server's END was written",
+)
 
 #: The detail of a connection aborted by Server.abort().
 _ABORT_DETAIL: Final = (

@@ -317,3 +317,60 @@ async def test_concurrent_shutdown_calls_get_one_report(
     assert reports[0] is reports[1] is server.report
     assert reports[0].aborted
     assert reports[0].counts[adieu.TerminationKind.ABORTED] == 2
+
+
+class _StepsBeforeReport(trio.abc.Instrument):
+    """Counts the task steps that begin, once armed, before the server's
+    report exists."""
+
+    def __init__(self, server: adieu.Server) -> None:
+        self.server = server
+        self.armed = False
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.armed and self.server.report is None:
+            self.steps += 1
+
+
+async def test_the_cut_comes_before_any_further_task_step_on_a_busy_server(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """Handlers that never wait keep every batch of the scheduler full: the
+    grace period's end is acted on before the next task step, not when the
+    shutdown's own task gets its turn. (A clock the test moves by hand:
+    nothing here waits on real time.)"""
+    busy = 20
+
+    async def spinning(conn: adieu.Connection) -> None:
+        # Bounded, so that a failure cannot spin forever.
+        for _ in range(100_000):
+            await trio.lowlevel.checkpoint()
+
+    async def run() -> tuple[int, adieu.ShutdownReport]:
+        arrivals = Arrivals(busy)
+        async with (
+            trio.open_nursery() as clients,
+            open_memory_server(
+                counting(spinning, arrivals), grace_period=GRACE
+            ) as server,
+        ):
+            for _ in range(busy):
+                clients.start_soon(_until_reset, server, Arrivals(busy))
+            await arrivals.all_here.wait()
+            clients.start_soon(server.shutdown)
+            while not server.shutting_down:
+                await trio.lowlevel.checkpoint()
+            counter = _StepsBeforeReport(server)
+            trio.lowlevel.add_instrument(counter)
+            try:
+                mock_clock.jump(GRACE)
+                counter.armed = True
+                report = await server.wait_shut_down()
+            finally:
+                trio.lowlevel.remove_instrument(counter)
+        return counter.steps, report
+
+    steps, report = await run()
+    assert steps == 0
+    assert report.counts[adieu.TerminationKind.TIMED_OUT] == busy
