@@ -445,11 +445,17 @@ def describe(record: dict[str, Any]) -> str:
         else ""
     )
     timeline = srv.get("timeline") or {}
-    if record["load"] == "stubborn" and timeline.get("sweep_seconds") is not None:
+    if (
+        record["load"] == "stubborn"
+        and timeline.get("resumed_after_deadline") is not None
+    ):
         past += (
-            f" (sweep began {timeline['sweep_after_deadline'] * 1000:+,.0f} ms "
-            f"after the deadline, took {timeline['sweep_seconds'] * 1000:,.0f} ms"
+            f" (the server resumed {timeline['resumed_after_deadline'] * 1000:+,.0f} "
+            "ms after the deadline"
         )
+        if timeline.get("deadline_step") is not None:
+            _, seconds, name = timeline["deadline_step"]
+            past += f", after a task step of {seconds * 1000:,.0f} ms ({name})"
         if timeline.get("deadline_batch") is not None:
             _, seconds, steps = timeline["deadline_batch"]
             past += (
@@ -505,8 +511,7 @@ def summarize_shutdown(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 * 1000,
                 "client_ms": median(r["client_seconds"] for r in runs) * 1000,
                 "disagreements": max(r["disagreements"] for r in runs),
-                "sweep_late_ms": worst_timeline(runs, "sweep_after_deadline"),
-                "sweep_ms": worst_timeline(runs, "sweep_seconds"),
+                "resumed_ms": worst_timeline(runs, "resumed_after_deadline"),
                 "worst_compliant_cut": max(r["compliant_cut"] for r in runs),
                 "others_share": max(
                     r["others_cpu"] / r["window_seconds"] for r in runs
@@ -951,12 +956,11 @@ def render(
             "grace period, median (worst run); client: when the client saw the "
             "last connection end, relative to the server's deadline (the same "
             "monotonic clock in both processes; it includes the client's own "
-            "delay in noticing, worst run). Sweep late: when the server's "
-            "shutdown task began its last step (the sweep that cuts what is "
-            "left) relative to the deadline; sweep: how long that step took "
-            "(both from Trio's instrument hooks in the server, worst run; a late "
-            "sweep waited for the scheduler batch running at the deadline to "
-            "finish). Compliant cut: "
+            "delay in noticing, worst run). Resumed: the first moment past the "
+            "deadline at which the server's scheduler could act (a task step "
+            "began, or its wait for I/O ended), from Trio's instrument hooks in "
+            "the server (worst run): past grace less resumed is about what the "
+            "cut's pass took. Compliant cut: "
             "clients that answered SHUTDOWN but did not get the server's END and "
             "EOF (worst run). Disagreements: connections where the server's report "
             "and the client's experience differ (server CLEAN without the client "
@@ -990,11 +994,8 @@ def render(
                     if stubborn
                     else "",
                     f"{r['client_past_grace_ms']:+,.0f}" if stubborn else "",
-                    f"{r['sweep_late_ms']:+,.0f}"
-                    if stubborn and r["sweep_late_ms"] is not None
-                    else "",
-                    f"{r['sweep_ms']:,.0f}"
-                    if stubborn and r["sweep_ms"] is not None
+                    f"{r['resumed_ms']:+,.0f}"
+                    if stubborn and r["resumed_ms"] is not None
                     else "",
                     f"{r['worst_compliant_cut']:,}",
                     f"{r['disagreements']:,}",
@@ -1019,8 +1020,7 @@ def render(
                     "min-max",
                     "past grace ms",
                     "client: past grace ms",
-                    "sweep late ms",
-                    "sweep ms",
+                    "resumed ms",
                     "compliant cut",
                     "disagreements",
                     "lost replies",
@@ -1034,7 +1034,7 @@ def render(
                     "GC ms (full)",
                 ],
                 rows,
-                "rlrrrrrrrrrrrrrrrrrr",
+                "rlrrrrrrrrrrrrrrrrr",
             )
         )
     if summary.get("accept"):

@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import gc
 import json
-import math
 import os
 import resource
 import sys
@@ -187,74 +186,81 @@ class Starts:
         self._waiters.remove((count, event))
 
 
-#: The name the server gives its shutdown task: the timeline follows it.
-SHUTDOWN_TASK = "adieu server shutdown"
-
-
 class Timeline(trio.abc.Instrument):
-    """Where a shutdown's time goes in Trio's scheduler (a diagnostic
-    installed only during the shutdown): the scheduler's batches (the task
-    steps run between two waits for I/O: a deadline cannot be acted on
-    before the batch running when it passes has finished), and the steps of
-    the server's shutdown task, whose last step is the sweep at the
-    deadline. Times are ``time.perf_counter()``."""
+    """When the server got to act after its deadline, seen from Trio's
+    scheduler (a diagnostic installed only during the shutdown). A deadline
+    can be acted on only between task steps: not before the step running
+    when it passes has finished, and a woken task runs only in the
+    scheduler's next batch (the task steps run between two waits for I/O).
+    Times are ``time.perf_counter()``."""
 
-    def __init__(self) -> None:
-        # Installed in the middle of a batch: the first one counts from here.
-        self.batch_started = time.perf_counter()
-        self.batch_steps = 0
-        #: the longest batch: (start, seconds, task steps)
-        self.longest: tuple[float, float, int] = (0.0, 0.0, 0)
-        #: the batch that was running at a given moment: set by ``watch``
-        self.watched_at = math.inf
-        self.watched: tuple[float, float, int] | None = None
-        self._step_started = 0.0
-        #: the shutdown task's steps: (start, seconds)
-        self.steps: list[tuple[float, float]] = []
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        #: the first moment past the deadline at which the scheduler
+        #: resumed: a task step began or the wait for I/O ended
+        self.resumed: float | None = None
+        #: the task step running when the deadline passed: (start,
+        #: seconds, task name)
+        self.deadline_step: tuple[float, float, str] | None = None
+        #: the longest task step: (start, seconds, task name)
+        self.longest_step: tuple[float, float, str] = (0.0, 0.0, "")
+        #: the batch running when the deadline passed: (start, seconds,
+        #: task steps)
+        self.deadline_batch: tuple[float, float, int] | None = None
+        # Installed in the middle of a batch and of a task step: the first
+        # of each counts from here.
+        self._batch_started = self._step_started = time.perf_counter()
+        self._batch_steps = 0
 
-    def watch(self, moment: float) -> None:
-        """Remember the batch that runs across ``moment`` (the deadline)."""
-        self.watched_at = moment
+    def _passed(self, now: float) -> None:
+        if self.resumed is None and now >= self.deadline:
+            self.resumed = now
 
     def after_io_wait(self, timeout: float) -> None:
-        self.batch_started = time.perf_counter()
-        self.batch_steps = 0
+        now = self._batch_started = time.perf_counter()
+        self._batch_steps = 0
+        self._passed(now)
 
     def before_io_wait(self, timeout: float) -> None:
         now = time.perf_counter()
-        batch = (self.batch_started, now - self.batch_started, self.batch_steps)
-        if batch[1] > self.longest[1]:
-            self.longest = batch
-        if self.watched is None and now >= self.watched_at:
-            self.watched = batch
+        if self.deadline_batch is None and now >= self.deadline:
+            started = self._batch_started
+            self.deadline_batch = (started, now - started, self._batch_steps)
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self.batch_steps += 1
-        if task.name == SHUTDOWN_TASK:
-            self._step_started = time.perf_counter()
+        now = self._step_started = time.perf_counter()
+        self._batch_steps += 1
+        self._passed(now)
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task.name == SHUTDOWN_TASK:
-            started = self._step_started
-            self.steps.append((started, time.perf_counter() - started))
+        now = time.perf_counter()
+        started = self._step_started
+        step = (started, now - started, task.name)
+        if step[1] > self.longest_step[1]:
+            self.longest_step = step
+        if self.deadline_step is None and started < self.deadline <= now:
+            self.deadline_step = step
 
-    def summary(self, started_at: float, deadline: float) -> dict[str, Any]:
-        """Seconds relative to ``started_at`` (the shutdown's start) or to
-        ``deadline``; ``None`` where nothing was seen. ``steps``: the
-        shutdown task's last five steps, [start after the deadline,
-        seconds]; ``longest_batch``: [start after the shutdown's start,
-        seconds, task steps]; ``deadline_batch``: the batch running when the
-        deadline passed, [start after the deadline, seconds, task steps]."""
-        last = self.steps[-1] if self.steps else None
-        watched = self.watched
+    def summary(self, started_at: float) -> dict[str, Any]:
+        """Seconds relative to the deadline, or to ``started_at`` (the
+        shutdown's start) for the longest step; ``None`` where nothing was
+        seen. ``deadline_step`` and ``longest_step``: [start, seconds, task
+        name]; ``deadline_batch``: [start, seconds, task steps]."""
+        deadline = self.deadline
+        step, batch, longest = (
+            self.deadline_step,
+            self.deadline_batch,
+            self.longest_step,
+        )
         return {
-            "sweep_after_deadline": None if last is None else last[0] - deadline,
-            "sweep_seconds": None if last is None else last[1],
-            "steps": [[a - deadline, b] for a, b in self.steps[-5:]],
-            "longest_batch": [self.longest[0] - started_at, *self.longest[1:]],
+            "resumed_after_deadline": None
+            if self.resumed is None
+            else self.resumed - deadline,
+            "deadline_step": None if step is None else [step[0] - deadline, *step[1:]],
             "deadline_batch": None
-            if watched is None
-            else [watched[0] - deadline, *watched[1:]],
+            if batch is None
+            else [batch[0] - deadline, *batch[1:]],
+            "longest_step": [longest[0] - started_at, *longest[1:]],
         }
 
 
@@ -351,8 +357,7 @@ async def command_loop(
             # own timeline with it.
             started_at = time.perf_counter()
             start = trio.current_time()
-            timeline = Timeline()
-            timeline.watch(started_at + float(config["grace"]))
+            timeline = Timeline(started_at + float(config["grace"]))
             trio.lowlevel.add_instrument(timeline)
             try:
                 with GcTimer() as gc_timer:
@@ -368,9 +373,7 @@ async def command_loop(
                 {
                     "peers": [peer_entry(c) for c in report.connections],
                     "started_at": started_at,
-                    "timeline": timeline.summary(
-                        started_at, started_at + report.grace_period
-                    ),
+                    "timeline": timeline.summary(started_at),
                     "grace": report.grace_period,
                     "duration": report.duration,
                     "elapsed": elapsed,
