@@ -1,7 +1,7 @@
 """adieu side by side with raw Trio and asyncio, in one run.
 
-    python bench/run.py            # the full run (about 6 minutes on 2 idle cores)
-    python bench/run.py --quick    # a short run (under 2 minutes)
+    python bench/run.py            # the full run (10-15 minutes)
+    python bench/run.py --quick    # a short run (3-4 minutes)
     python bench/run.py --smoke    # seconds: every variant runs, nothing measured
     python bench/run.py --json results.json --plot shutdown.png
 
@@ -1300,7 +1300,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
-        "--quick", action="store_true", help="a short run (under 2 minutes)"
+        "--quick",
+        action="store_true",
+        help="a short run (3-4 minutes): every cell, fewer and shorter rounds",
     )
     group.add_argument(
         "--smoke", action="store_true", help="seconds: check that every variant runs"
