@@ -82,3 +82,45 @@ async def test_socket_file_is_removed_when_the_server_is_aborted(
             scope.cancel()
             await trio.sleep_forever()
     assert not await trio.Path(socket_path).exists()
+
+
+async def test_connections_in_a_unix_backlog_are_served_by_the_shutdown(
+    socket_path: pathlib.Path,
+) -> None:
+    """No queue length to read on a Unix socket: the drain accepts until the
+    queue is empty. The connections waiting there are told and finish."""
+    arrivals = Arrivals(1)
+    waiting = 2
+    queued = Arrivals(1 + waiting)
+    results: list[tuple[list[bytes], adieu.Termination]] = []
+
+    async def client(name: bytes) -> None:
+        async with adieu.connect_unix(socket_path) as conn:
+            await conn.send(name)  # sent before it is accepted
+            queued.arrive()
+            replies = await finish_when_asked(conn)
+        assert conn.termination is not None
+        results.append((replies, conn.termination))
+
+    with trio.fail_after(30):
+        async with (
+            trio.open_nursery() as nursery,
+            open_unix_server(
+                counting(answer, arrivals), socket_path, max_connections=1
+            ) as server,
+        ):
+            nursery.start_soon(client, b"served")
+            await arrivals.all_here.wait()
+            for n in range(waiting):
+                nursery.start_soon(client, b"waiting %d" % n)
+            await queued.all_here.wait()
+            assert arrivals.count == 1
+            report = await server.shutdown()
+
+    names = [b"served"] + [b"waiting %d" % n for n in range(waiting)]
+    assert sorted(replies for replies, _ in results) == sorted(
+        [reply_to(name)] for name in names
+    )
+    assert [t.kind for _, t in results] == [adieu.TerminationKind.CLEAN] * 3
+    assert report.counts[adieu.TerminationKind.CLEAN] == 3
+    assert arrivals.count == 3
