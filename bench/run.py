@@ -456,6 +456,12 @@ def describe(record: dict[str, Any]) -> str:
         if timeline.get("deadline_step") is not None:
             _, seconds, name = timeline["deadline_step"]
             past += f", after a task step of {seconds * 1000:,.0f} ms ({name})"
+        if timeline.get("full_gc_at_deadline") is not None:
+            past += (
+                ", a full garbage collection of "
+                f"{timeline['full_gc_at_deadline'] * 1000:,.0f} ms running at the "
+                "deadline"
+            )
         if timeline.get("deadline_batch") is not None:
             _, seconds, steps = timeline["deadline_batch"]
             past += (

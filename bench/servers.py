@@ -271,14 +271,29 @@ class GcTimer:
     def __init__(self) -> None:
         self.seconds = [0.0, 0.0, 0.0]
         self.collections = [0, 0, 0]
+        #: the full (generation 2) collections: (start, seconds), in
+        #: ``time.perf_counter()`` time
+        self.full: list[tuple[float, float]] = []
         self._started = 0.0
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.seconds[info["generation"]] += time.perf_counter() - self._started
-            self.collections[info["generation"]] += 1
+            seconds = time.perf_counter() - self._started
+            generation = info["generation"]
+            self.seconds[generation] += seconds
+            self.collections[generation] += 1
+            if generation == 2:
+                self.full.append((self._started, seconds))
+
+    def around(self, moment: float) -> float | None:
+        """How long the full collection running at ``moment`` took, if one
+        was."""
+        for started, seconds in self.full:
+            if started <= moment <= started + seconds:
+                return seconds
+        return None
 
     def __enter__(self) -> GcTimer:
         gc.callbacks.append(self._callback)
@@ -373,7 +388,10 @@ async def command_loop(
                 {
                     "peers": [peer_entry(c) for c in report.connections],
                     "started_at": started_at,
-                    "timeline": timeline.summary(started_at),
+                    "timeline": {
+                        **timeline.summary(started_at),
+                        "full_gc_at_deadline": gc_timer.around(timeline.deadline),
+                    },
                     "grace": report.grace_period,
                     "duration": report.duration,
                     "elapsed": elapsed,
