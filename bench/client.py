@@ -82,34 +82,38 @@ FRAMINGS = {"adieu": ADIEU, "trio_naive": LENGTH_PREFIX, "asyncio": LENGTH_PREFI
 FRAMINGS["trio_raw"] = RAW
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """CPU time used so far by every thread of process ``pid``, in seconds,
-    from the scheduler's nanosecond accounting (``schedstat``), or from
-    ``/proc/<pid>/stat`` in clock ticks where that is missing."""
+def _schedstat_seconds(pid: int, field: int) -> float | None:
+    """A field of the scheduler's nanosecond accounting (``schedstat``)
+    summed over every thread of process ``pid``, in seconds (field 0: time
+    on a CPU, 1: time runnable but waiting for one), or ``None`` where the
+    kernel does not keep it."""
     total = 0
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        return total / 1e9
+                total += int(f.read().split()[field])
     except (FileNotFoundError, ProcessLookupError):
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None
+    return total / 1e9
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by every thread of process ``pid``, in seconds,
+    from the scheduler's nanosecond accounting (``schedstat``), or from
+    ``/proc/<pid>/stat`` in clock ticks where that is missing."""
+    seconds = _schedstat_seconds(pid, 0)
+    if seconds is not None:
+        return seconds
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def process_wait_seconds(pid: int) -> float:
     """Time every thread of process ``pid`` has spent so far runnable but
     waiting for a CPU, in seconds (``schedstat``; 0 where it is missing):
     what the process lost to other processes on its core."""
-    total = 0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return total / 1e9
+    return _schedstat_seconds(pid, 1) or 0.0
 
 
 def cores_busy_seconds(cores: Iterable[int]) -> float:
