@@ -107,8 +107,9 @@ class ConnectionReport(Generic[T]):
         termination: the connection's :class:`~adieu.Termination`.
         outcome: the handler's result as an :class:`outcome.Outcome`
             (``outcome.Value`` or ``outcome.Error``), or ``None`` if the
-            handler never ran (no handshake) or was cancelled at the grace
-            deadline or by an abort: a cancelled handler has no result.
+            handler never ran (no handshake) or was still running when the
+            grace period ended or the server aborted: it is cancelled then,
+            and a cancelled handler has no result.
         remote_address: the peer's address, or ``None`` (memory streams).
     """
 
@@ -132,8 +133,10 @@ class ShutdownReport:
             counted by kind (a long-running server may have served millions;
             only the counts are kept).
         grace_period: the grace period granted, in seconds.
-        duration: seconds from the start of the shutdown to the end of the
-            last connection.
+        duration: seconds from the start of the shutdown to this report:
+            the end of the last connection, or the cut at the end of the
+            grace period (or by an abort). Handlers still unwinding after a
+            cut are not waited for.
         aborted: ``True`` if the shutdown was cut short (a second shutdown
             request, :meth:`Server.abort`, or the server's scope cancelled).
     """
@@ -849,13 +852,13 @@ def _accept_backlog(
         return accepted
     with raw:
         raw.setblocking(False)
-        while len(accepted) < limit:
+        for _ in range(limit):  # each try takes one entry of the queue
             try:
                 new, _ = raw.accept()
             except BlockingIOError:
                 break
             except ConnectionAbortedError:
-                continue  # reset while it waited in the queue: not there
+                continue  # reset while it waited in the queue: gone
             except OSError as exc:
                 # Out of file descriptors (or memory): what is left in the
                 # queue is reset as the listener closes.

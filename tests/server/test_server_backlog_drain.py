@@ -238,6 +238,7 @@ async def _backlog_shutdown_with_second_request(
     return report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("use_abort", [False, True], ids=["shutdown", "abort"])
 async def test_a_second_request_at_every_step_of_a_backlog_shutdown(
     use_abort: bool,

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import trio
 
 import adieu
@@ -29,7 +30,7 @@ async def answer(conn):
 
 async def main():
     async with adieu.open_tcp_server(
-        answer, "127.0.0.1", 0, max_connections=1, backlog=4096, grace_period=600
+        answer, "127.0.0.1", 0, max_connections=1, backlog=1024, grace_period=600
     ) as server:
         print("port", server.port, flush=True)
         report = await adieu.run_until_signal(server)
@@ -50,6 +51,7 @@ async def _line(stream: trio.abc.ReceiveStream, buffer: bytearray) -> bytes:
     return line
 
 
+@pytest.mark.slow
 async def test_a_second_ctrl_c_under_a_connect_flood_aborts_cleanly() -> None:
     with trio.fail_after(60):
         server = await trio.lowlevel.open_process(
