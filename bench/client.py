@@ -30,6 +30,7 @@ import dataclasses
 import errno
 import functools
 import json
+import math
 import os
 import select
 import socket
@@ -58,6 +59,9 @@ _BLOCKING_TIMEOUT = 30.0
 _READ_SIZE = 1 << 18
 #: Buffers per sendmsg (below the usual IOV_MAX of 1024).
 _MAX_IOV = 512
+#: Disagreements between the server's report and the client described in a
+#: shutdown run's result: enough to see a pattern, few enough to read.
+_DISAGREEMENT_SAMPLES = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,20 +160,38 @@ def read_http_response(sock: socket.socket) -> bytes:
     return head
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """CPU time used so far by every thread of process ``pid``, in seconds,
-    from the scheduler's nanosecond accounting (``schedstat``), or from
-    ``/proc/<pid>/stat`` in clock ticks where that is missing."""
+def _schedstat_seconds(pid: int, field: int) -> float | None:
+    """A field of the scheduler's nanosecond accounting (``schedstat``)
+    summed over every thread of process ``pid``, in seconds (field 0: time
+    on a CPU, 1: time runnable but waiting for one), or ``None`` where the
+    kernel does not keep it."""
     total = 0
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        return total / 1e9
+                total += int(f.read().split()[field])
     except (FileNotFoundError, ProcessLookupError):
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None
+    return total / 1e9
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by every thread of process ``pid``, in seconds,
+    from the scheduler's nanosecond accounting (``schedstat``), or from
+    ``/proc/<pid>/stat`` in clock ticks where that is missing."""
+    seconds = _schedstat_seconds(pid, 0)
+    if seconds is not None:
+        return seconds
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_wait_seconds(pid: int) -> float:
+    """Time every thread of process ``pid`` has spent so far runnable but
+    waiting for a CPU, in seconds (``schedstat``; 0 where it is missing):
+    what the process lost to other processes on its core."""
+    return _schedstat_seconds(pid, 1) or 0.0
 
 
 def cores_busy_seconds(cores: Iterable[int]) -> float:
@@ -468,6 +490,7 @@ class _Peer:
         "in_flight",
         "inbuf",
         "out",
+        "port",
         "replies",
         "reset",
         "sent",
@@ -481,6 +504,8 @@ class _Peer:
     def __init__(self, sock: socket.socket, stubborn: bool) -> None:
         self.sock = sock
         self.fd = sock.fileno()
+        #: the local port: the server's report names the connection by it
+        self.port: int = sock.getsockname()[1]
         self.stubborn = stubborn
         self.established = False
         self.inbuf = bytearray()
@@ -522,9 +547,38 @@ class ShutdownClientResult:
     #: is told, by the reset)
     cut_requests: int
     requests: int
+    #: connections on which the server's report and the client disagree:
+    #: the server says CLEAN but the client did not get the server's END
+    #: and EOF, or the client got END (with the right count) and EOF but
+    #: the server says otherwise, or the report does not list the
+    #: connection at all (must be 0)
+    disagreements: int
+    #: a few of them, to say what happened: the client's port, what the
+    #: server reported and what the client saw
+    disagreement_samples: list[dict[str, Any]]
     #: seconds from writing the shutdown command to the last connection's
     #: end, as the client saw it
     client_seconds: float
+    #: when the client saw the last connection end, relative to the end of
+    #: the server's grace period (both processes read the same monotonic
+    #: clock); includes the client's own delay in noticing
+    client_past_deadline: float
+    #: when the last client received SHUTDOWN, in seconds after the server's
+    #: shutdown started (how long asking everyone took)
+    last_shutdown_seen: float
+    #: seconds from the start of the traffic to the server's answer (the
+    #: shutdown's report)
+    window_seconds: float
+    #: CPU seconds used during that window by the server, by the client,
+    #: and by anything else on the measured cores (other processes,
+    #: interrupts): what says whether the machine was quiet
+    server_cpu: float
+    client_cpu: float
+    others_cpu: float
+    #: seconds the server, and the client, were runnable but waited for
+    #: their core, in the same window (other processes on their core)
+    server_wait: float
+    client_wait: float
     server: dict[str, Any]
 
 
@@ -702,10 +756,25 @@ class ShutdownClient:
         *,
         traffic_seconds: float,
         timeout: float,
+        server_pid: int,
+        cores: Iterable[int] = (),
     ) -> ShutdownClientResult:
         """Run the traffic for ``traffic_seconds``, write ``shutdown`` to
         ``command_fd``, then serve every connection until it ends and the
-        server's answer (a JSON line) has arrived on ``answer_fd``."""
+        server's answer (a JSON line) has arrived on ``answer_fd``. CPU time
+        is counted from the start of the traffic to the answer (``cores``:
+        the cores on which other processes' CPU time is counted too; the
+        window is at least ``traffic_seconds`` long, because the kernel
+        counts it in ticks of 10 ms)."""
+        cores = tuple(cores)
+        started = time.perf_counter()
+        busy0, cpu0, ccpu0, wait0, cwait0 = (
+            cores_busy_seconds(cores),
+            process_cpu_seconds(server_pid),
+            time.thread_time(),
+            process_wait_seconds(server_pid),
+            process_wait_seconds(os.getpid()),
+        )
         self.start_traffic()
         until = time.perf_counter() + traffic_seconds
         while (now := time.perf_counter()) < until:
@@ -717,6 +786,7 @@ class ShutdownClient:
 
         self.ep.register(answer_fd, _EPOLLIN)
         extra = {answer_fd: read_answer}
+        answered = cpu1 = wait1 = 0.0
         os.write(command_fd, b"shutdown\n")
         triggered = time.perf_counter()
         deadline = triggered + timeout
@@ -725,17 +795,86 @@ class ShutdownClient:
                 raise TimeoutError(
                     f"{self.open} connections still open {timeout} s after shutdown"
                 )
+            if b"\n" in answer and not cpu1:
+                answered, cpu1 = time.perf_counter(), process_cpu_seconds(server_pid)
+                wait1 = process_wait_seconds(server_pid)
             self.poll(0.05, extra)
         self.ep.unregister(answer_fd)
         self.ep.close()
+        if not cpu1:
+            answered, cpu1 = time.perf_counter(), process_cpu_seconds(server_pid)
+            wait1 = process_wait_seconds(server_pid)
+        ccpu1, busy1 = time.thread_time(), cores_busy_seconds(cores)
+        cwait1 = process_wait_seconds(os.getpid())
         server = json.loads(answer.partition(b"\n")[0])
-        return self.result(triggered, server)
+        return self.result(
+            triggered,
+            server,
+            window=answered - started,
+            server_cpu=cpu1 - cpu0,
+            server_wait=wait1 - wait0,
+            client_cpu=ccpu1 - ccpu0,
+            client_wait=cwait1 - cwait0,
+            busy=busy1 - busy0,
+        )
 
-    def result(self, triggered: float, server: dict[str, Any]) -> ShutdownClientResult:
+    def disagreements(
+        self, reported: list[list[Any]]
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Compare each connection's end as the client saw it with the
+        server's report (``servers.peer_entry`` lists), matched by the
+        client's local port. Returns the number of disagreements and the
+        first few of them."""
+        by_port = {entry[0]: entry for entry in reported}
+        count = 0
+        samples: list[dict[str, Any]] = []
+        for peer in self.peers.values():
+            entry = by_port.get(peer.port)
+            got_end = peer.eof and peer.server_end is not None
+            if entry is None:
+                wrong = True
+            elif entry[1] == "clean":
+                wrong = not got_end
+            else:
+                wrong = got_end and peer.server_end == peer.sent
+            if not wrong:
+                continue
+            count += 1
+            if len(samples) < _DISAGREEMENT_SAMPLES:
+                samples.append(
+                    {
+                        "port": peer.port,
+                        "stubborn": peer.stubborn,
+                        "server": entry,
+                        "client": {
+                            "server_end": peer.server_end,
+                            "eof": peer.eof,
+                            "reset": peer.reset,
+                            "sent": peer.sent,
+                            "replies": peer.replies,
+                            "shutdown_seen": peer.shutdown_at is not None,
+                        },
+                    }
+                )
+        return count, samples
+
+    def result(
+        self,
+        triggered: float,
+        server: dict[str, Any],
+        *,
+        window: float,
+        server_cpu: float,
+        server_wait: float,
+        client_cpu: float,
+        client_wait: float,
+        busy: float,
+    ) -> ShutdownClientResult:
         peers = list(self.peers.values())
         ended = [p for p in peers if p.eof and p.server_end is not None]
         cut = [p for p in peers if not (p.eof and p.server_end is not None)]
         last = max((p.closed_at or triggered) for p in peers)
+        disagreements, samples = self.disagreements(server.pop("peers"))
         return ShutdownClientResult(
             connections=len(peers),
             stubborn=sum(1 for p in peers if p.stubborn),
@@ -746,7 +885,21 @@ class ShutdownClient:
             end_mismatches=sum(1 for p in ended if p.server_end != p.sent),
             cut_requests=sum(p.sent - p.replies for p in cut),
             requests=sum(p.sent for p in peers),
+            disagreements=disagreements,
+            disagreement_samples=samples,
             client_seconds=last - triggered,
+            client_past_deadline=last - server["started_at"] - server["grace"],
+            last_shutdown_seen=max(
+                (p.shutdown_at for p in peers if p.shutdown_at is not None),
+                default=math.nan,
+            )
+            - server["started_at"],
+            window_seconds=window,
+            server_cpu=server_cpu,
+            server_wait=server_wait,
+            client_cpu=client_cpu,
+            client_wait=client_wait,
+            others_cpu=max(0.0, busy - server_cpu - client_cpu) if busy else 0.0,
             server=server,
         )
 

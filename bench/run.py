@@ -1,8 +1,8 @@
 """adieu side by side with raw Trio, asyncio and the WebSocket servers of
 Trio (trio-websocket, websockets), in one run.
 
-    python bench/run.py            # the full run (about 11 minutes on 2 idle cores)
-    python bench/run.py --quick    # a short run (about 3 minutes)
+    python bench/run.py            # the full run (15-20 minutes)
+    python bench/run.py --quick    # a short run (4-6 minutes)
     python bench/run.py --smoke    # seconds: every variant runs, nothing measured
     python bench/run.py --json results.json --plot shutdown.png
 
@@ -83,6 +83,9 @@ class Plan:
     duration: float
     shutdown_ns: tuple[int, ...]
     shutdown_reps: int
+    #: runs of the stubborn cells, whose figures are bounds checked on the
+    #: worst run: a pass must hold more than once
+    stubborn_reps: int
     grace: float
     busy_seconds: float
     accept_connections: int
@@ -97,8 +100,9 @@ FULL = Plan(
     sizes=(64, 1024, 10240, 102400),
     warmup=0.2,
     duration=1.0,
-    shutdown_ns=(100, 1000, 5000),
+    shutdown_ns=(1000, 5000, 10000),
     shutdown_reps=5,
+    stubborn_reps=5,
     grace=1.0,
     busy_seconds=0.3,
     accept_connections=2000,
@@ -113,6 +117,7 @@ QUICK = dataclasses.replace(
     warmup=0.05,
     duration=0.2,
     shutdown_reps=1,
+    stubborn_reps=3,
     busy_seconds=0.2,
     accept_reps=2,
     memory_ns=(1000,),
@@ -127,6 +132,7 @@ SMOKE = dataclasses.replace(
     duration=0.02,
     shutdown_ns=(20,),
     shutdown_reps=1,
+    stubborn_reps=1,
     grace=0.5,
     busy_seconds=0.05,
     accept_connections=50,
@@ -156,6 +162,18 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[index]
 
 
+#: The sections of a run, in the order they run.
+SECTIONS = (
+    "throughput",
+    "shutdown",
+    "accept",
+    "memory",
+    "peers",
+    "alone",
+    "closing",
+)
+
+
 # ------------------------------------------------------------------ processes
 
 
@@ -177,10 +195,29 @@ class Cores:
         return f"server on core {self.server}, client on core {self.client}"
 
 
-def raise_file_limit() -> None:
+#: File descriptors a process needs beyond its sockets: the listener, the
+#: epoll instances, Trio's wake-up pipe, the command pipes, the interpreter's
+#: own files. 200 is a generous round bound.
+_SPARE_FDS = 200
+
+
+def raise_file_limit(plan: Plan) -> None:
+    """Raise the soft limit of open files to the hard one (the servers do
+    the same in their processes: the client and the server each hold one
+    socket per connection, in separate processes, so each needs the largest
+    N plus a few), and refuse to start if the hard limit is too low."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    needed = (
+        max(*plan.shutdown_ns, *plan.memory_ns, plan.accept_connections) + _SPARE_FDS
+    )
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise SystemExit(
+            f"the {plan.name} run holds up to {needed - _SPARE_FDS:,} connections "
+            f"per process and needs {needed:,} open files; the hard limit is "
+            f"{hard:,} (raise it: ulimit -Hn {needed})"
+        )
 
 
 class ServerProcess:
@@ -379,45 +416,116 @@ SHUTDOWN_LOADS = ("idle", "busy", "stubborn")
 
 def run_shutdown(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
     records = []
-    for rep in range(plan.shutdown_reps):
+    for rep in range(max(plan.shutdown_reps, plan.stubborn_reps)):
         for index, n in enumerate(plan.shutdown_ns):
             for load in rotated(SHUTDOWN_LOADS, rep + index):
-                # Only the stubborn clients reach the grace period; the others
-                # get a long one, so that their time is their own.
-                grace = plan.grace if load == "stubborn" else 30.0
-                server = ServerProcess(
-                    cores,
-                    variant="adieu",
-                    kind="shutdown",
-                    max_connections=n + 100,
-                    grace=grace,
-                )
-                try:
-                    bench = client.ShutdownClient(
-                        server.port,
-                        n,
-                        busy=load != "idle",
-                        stubborn_every=10 if load == "stubborn" else 0,
-                    )
-                    bench.connect_all()
-                    result = bench.run_shutdown(
-                        server.stdin.fileno(),
-                        server.stdout.fileno(),
-                        traffic_seconds=plan.busy_seconds,
-                        timeout=grace + 60,
-                    )
-                finally:
-                    server.close()
-                record = dataclasses.asdict(result)
-                record.update(rep=rep, n=n, load=load, grace=grace)
+                reps = plan.stubborn_reps if load == "stubborn" else plan.shutdown_reps
+                if rep >= reps:
+                    continue
+                record = shutdown_cell(plan, cores, n, load)
+                record["rep"] = rep
                 records.append(record)
-                srv = result.server
-                progress(
-                    f"shutdown {rep + 1}/{plan.shutdown_reps} N={n} {load}: "
-                    f"{srv['duration'] * 1000:.0f} ms, {srv['counts']['clean']} clean, "
-                    f"{result.lost_replies} lost"
-                )
+                progress(f"shutdown {rep + 1}/{reps} {describe(record)}")
+                for sample in record["disagreement_samples"]:
+                    progress(f"  disagreement: {json.dumps(sample)}")
     return records
+
+
+def shutdown_cell(
+    plan: Plan, cores: Cores, n: int, load: str, **server_options: Any
+) -> dict[str, Any]:
+    """One shutdown of ``n`` connections under ``load`` (one of
+    :data:`SHUTDOWN_LOADS`); ``server_options`` go to ``servers.py`` (a
+    profile's path, for one)."""
+    # Only the stubborn clients reach the grace period; the others get a
+    # long one, so that their time is their own.
+    grace = plan.grace if load == "stubborn" else 30.0
+    server = ServerProcess(
+        cores,
+        variant="adieu",
+        kind="shutdown",
+        max_connections=n + 100,
+        grace=grace,
+        **server_options,
+    )
+    try:
+        bench = client.ShutdownClient(
+            server.port,
+            n,
+            busy=load != "idle",
+            stubborn_every=10 if load == "stubborn" else 0,
+        )
+        bench.connect_all()
+        result = bench.run_shutdown(
+            server.stdin.fileno(),
+            server.stdout.fileno(),
+            traffic_seconds=plan.busy_seconds,
+            timeout=grace + 60,
+            server_pid=server.pid,
+            cores=cores.measured,
+        )
+    finally:
+        server.close()
+    record = dataclasses.asdict(result)
+    record.update(n=n, load=load, grace=grace)
+    return record
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One shutdown run in a line."""
+    srv = record["server"]
+    window = record["window_seconds"]
+    past = (
+        f", {(srv['duration'] - record['grace']) * 1000:+,.0f} ms past the grace"
+        if record["load"] == "stubborn"
+        else ""
+    )
+    timeline = srv.get("timeline") or {}
+    if (
+        record["load"] == "stubborn"
+        and timeline.get("resumed_after_deadline") is not None
+    ):
+        past += (
+            f" (the server resumed {timeline['resumed_after_deadline'] * 1000:+,.0f} "
+            "ms after the deadline"
+        )
+        if timeline.get("deadline_step") is not None:
+            _, seconds, name = timeline["deadline_step"]
+            past += f", after a task step of {seconds * 1000:,.0f} ms ({name})"
+        if timeline.get("full_gc_at_deadline") is not None:
+            past += (
+                ", a full garbage collection of "
+                f"{timeline['full_gc_at_deadline'] * 1000:,.0f} ms running at the "
+                "deadline"
+            )
+        if timeline.get("deadline_batch") is not None:
+            _, seconds, steps = timeline["deadline_batch"]
+            past += (
+                f"; the scheduler batch running at the deadline took "
+                f"{seconds * 1000:,.0f} ms for {steps:,} task steps"
+            )
+        past += ")"
+    return (
+        f"N={record['n']} {record['load']}: {srv['duration'] * 1000:,.0f} ms{past}, "
+        f"{srv['counts']['clean']} clean, {record['compliant_cut']} compliant cut, "
+        f"{record['disagreements']} disagreements, "
+        f"{record['lost_replies'] + record['end_mismatches']} lost, "
+        f"last SHUTDOWN seen after {record['last_shutdown_seen'] * 1000:,.0f} ms, "
+        f"server waited {record['server_wait'] / window:.0%}, "
+        f"client waited {record['client_wait'] / window:.0%} for their cores, "
+        f"others used {record['others_cpu'] / window:.0%} of a core"
+    )
+
+
+def worst_timeline(runs: list[dict[str, Any]], key: str) -> float | None:
+    """The worst run's figure of the server's scheduler timeline, in ms
+    (``None`` if no run has it: a server without a task of that name)."""
+    values = [
+        r["server"]["timeline"][key]
+        for r in runs
+        if r["server"].get("timeline", {}).get(key) is not None
+    ]
+    return max(values) * 1000 if values else None
 
 
 def summarize_shutdown(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -440,7 +548,22 @@ def summarize_shutdown(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "min_ms": min(durations) * 1000,
                 "max_ms": max(durations) * 1000,
                 "past_grace_ms": (median(durations) - grace) * 1000,
+                "worst_past_grace_ms": (max(durations) - grace) * 1000,
+                "client_past_grace_ms": max(r["client_past_deadline"] for r in runs)
+                * 1000,
                 "client_ms": median(r["client_seconds"] for r in runs) * 1000,
+                "disagreements": max(r["disagreements"] for r in runs),
+                "resumed_ms": worst_timeline(runs, "resumed_after_deadline"),
+                "worst_compliant_cut": max(r["compliant_cut"] for r in runs),
+                "others_share": max(
+                    r["others_cpu"] / r["window_seconds"] for r in runs
+                ),
+                "server_wait_share": max(
+                    r["server_wait"] / r["window_seconds"] for r in runs
+                ),
+                "client_wait_share": max(
+                    r["client_wait"] / r["window_seconds"] for r in runs
+                ),
                 "clean": median(clean),
                 "not_clean": median(
                     r["connections"] - c for r, c in zip(runs, clean, strict=True)
@@ -786,30 +909,36 @@ def summarize_closing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def render_peers(summary: dict[str, Any], info: dict[str, Any]) -> list[str]:
-    out = [
-        "",
-        f"### WebSocket peers (echo, {PEER_CELL[0].name} "
-        f"{SIZE_NAMES[PEER_CELL[1]]}, {PEER_CELL[0].connections} connections; "
-        f"median of {info['reps']})",
-        "",
-        "The same client speaks WebSocket to trio-websocket and websockets "
-        "(its `websockets.trio` server): binary frames, masked with the key 0. "
-        "CPU ÷: that server's CPU per message divided by adieu's (above 1: "
-        "adieu spends less).",
-        "",
-    ]
-    out.append(_throughput_table(summary["peers"]))
-    out += [
-        "",
-        f"### One message at a time ({ALONE.connections} connections taking "
-        f"turns, one message in flight in all; median of {info['reps']})",
-        "",
-        "Nothing batches: the server wakes up for every message. The server "
-        "is never the bottleneck here (the round trip is), so compare CPU per "
-        "message (CPU ÷).",
-        "",
-    ]
-    out.append(_throughput_table(summary["alone"]))
+    """The tables of the peers, alone and closing sections that ran."""
+    out: list[str] = []
+    if summary.get("peers"):
+        out += [
+            "",
+            f"### WebSocket peers (echo, {PEER_CELL[0].name} "
+            f"{SIZE_NAMES[PEER_CELL[1]]}, {PEER_CELL[0].connections} connections; "
+            f"median of {info['reps']})",
+            "",
+            "The same client speaks WebSocket to trio-websocket and websockets "
+            "(its `websockets.trio` server): binary frames, masked with the key 0. "
+            "CPU ÷: that server's CPU per message divided by adieu's (above 1: "
+            "adieu spends less).",
+            "",
+        ]
+        out.append(throughput_table(summary["peers"]))
+    if summary.get("alone"):
+        out += [
+            "",
+            f"### One message at a time ({ALONE.connections} connections taking "
+            f"turns, one message in flight in all; median of {info['reps']})",
+            "",
+            "Nothing batches: the server wakes up for every message. The server "
+            "is never the bottleneck here (the round trip is), so compare CPU per "
+            "message (CPU ÷).",
+            "",
+        ]
+        out.append(throughput_table(summary["alone"]))
+    if not summary.get("closing"):
+        return out
     out += [
         "",
         "### Closing idle connections (server CPU from the command to the "
@@ -832,7 +961,7 @@ def render_peers(summary: dict[str, Any], info: dict[str, Any]) -> list[str]:
             f"{r['duration_ms']:,.0f}",
             f"{r['gc_ms']:,.0f}",
             f"{r['clean']:,.0f}",
-            "—" if r["variant"] == "adieu" else f"{r['adieu_ratio']:.2f}x",
+            versus(r, "adieu_ratio"),
         ]
         for r in summary["closing"]
     ]
@@ -855,35 +984,54 @@ def render_peers(summary: dict[str, Any], info: dict[str, Any]) -> list[str]:
     return out
 
 
-def _throughput_table(rows_in: list[dict[str, Any]]) -> str:
-    rows = [
-        [
-            r["mode"],
-            SIZE_NAMES.get(r["size"], str(r["size"])),
-            VARIANT_NAMES[r["variant"]],
-            flagged(f"{r['msgs_per_s']:,.0f}", r["server_bound"]),
-            f"{r['p50_us']:,.0f}",
-            f"{r['server_cpu_us_per_msg']:,.1f}",
-            f"{r['server_cpu_share']:.0%}",
-            disturbed(f"{r['others_share']:.0%}", r["others_share"]),
-            "—" if r["variant"] == "adieu" else f"{r['cpu_ratio']:.2f}x",
-        ]
-        for r in rows_in
-    ]
+#: The columns of a throughput table: heading, alignment, the cell from a
+#: summary row, and whether only the wide table (the main section) has it.
+THROUGHPUT_COLUMNS: tuple[
+    tuple[str, str, Callable[[dict[str, Any]], str], bool], ...
+] = (
+    ("mode", "l", lambda r: str(r["mode"]), False),
+    ("size", "r", lambda r: SIZE_NAMES.get(r["size"], str(r["size"])), False),
+    ("server", "l", lambda r: VARIANT_NAMES[r["variant"]], False),
+    (
+        "msg/s",
+        "r",
+        lambda r: flagged(f"{r['msgs_per_s']:,.0f}", r["server_bound"]),
+        False,
+    ),
+    ("MB/s", "r", lambda r: f"{r['mb_per_s']:,.1f}", True),
+    ("p50", "r", lambda r: f"{r['p50_us']:,.0f}", False),
+    ("p99", "r", lambda r: f"{r['p99_us']:,.0f}", True),
+    ("srv CPU µs/msg", "r", lambda r: f"{r['server_cpu_us_per_msg']:,.1f}", False),
+    ("srv CPU", "r", lambda r: f"{r['server_cpu_share']:.0%}", False),
+    ("client CPU", "r", lambda r: f"{r['client_cpu_share']:.0%}", True),
+    (
+        "others",
+        "r",
+        lambda r: disturbed(f"{r['others_share']:.0%}", r["others_share"]),
+        False,
+    ),
+    (
+        "adieu ÷",
+        "r",
+        lambda r: (
+            "—"
+            if r["variant"] == "adieu"
+            else flagged(f"{r['adieu_ratio']:.2f}x", r["both_bound"])
+        ),
+        True,
+    ),
+    ("CPU ÷", "r", lambda r: versus(r, "cpu_ratio"), False),
+)
+
+
+def throughput_table(rows_in: list[dict[str, Any]], wide: bool = False) -> str:
+    """The echo figures of summary rows: every column if ``wide``, else the
+    server's rate, latency and CPU (the peers and one-at-a-time sections)."""
+    columns = [c for c in THROUGHPUT_COLUMNS if wide or not c[3]]
     return table(
-        [
-            "mode",
-            "size",
-            "server",
-            "msg/s",
-            "p50",
-            "srv CPU µs/msg",
-            "srv CPU",
-            "others",
-            "CPU ÷",
-        ],
-        rows,
-        "lrlrrrrrr",
+        [heading for heading, _, _, _ in columns],
+        [[cell(r) for _, _, cell, _ in columns] for r in rows_in],
+        "".join(align for _, align, _, _ in columns),
     )
 
 
@@ -999,6 +1147,14 @@ def _shown(value: float | None, unit: str) -> str:
     return f"{value:,.0f}{unit}" if abs(value) >= 100 else f"{value:,.1f}{unit}"
 
 
+def undisturbed(row: dict[str, Any]) -> bool:
+    """Whether a shutdown cell ran on a quiet machine: neither the server
+    nor the client waited much for its core, and other processes stayed
+    below the disturbance threshold on the measured cores (worst runs)."""
+    shares = (row["server_wait_share"], row["client_wait_share"], row["others_share"])
+    return all(share <= DISTURBED for share in shares)
+
+
 def evaluate_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue, measured as the issue states it (wall
     clock), and where it has one, its equivalent in server CPU time, which a
@@ -1013,12 +1169,17 @@ def evaluate_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
         measured: float | None,
         by_cpu: float | None = None,
         server_bound: bool = True,
+        quiet: bool = True,
     ) -> None:
+        if measured is None:
+            return  # that cell was not run (a smoke run, or --only)
         targets.append(
             {
                 "target": name,
                 "goal": goal,
-                "measured": _shown(measured, unit) + ("" if server_bound else FLAG),
+                "measured": _shown(measured, unit)
+                + ("" if server_bound else FLAG)
+                + ("" if quiet else DISTURBED_FLAG),
                 "met": None if measured is None else check(measured),
                 "cpu_measured": "" if by_cpu is None else _shown(by_cpu, unit),
                 "cpu_met": None if by_cpu is None else check(by_cpu),
@@ -1071,15 +1232,37 @@ def evaluate_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 large["duration_ms"] / small["duration_ms"],
                 large["cpu_ms"] / small["cpu_ms"],
             )
+    if summary["shutdown"]:
+        add(
+            "disagreements between the server's report and the clients, "
+            "every shutdown run",
+            "0",
+            lambda v: v == 0,
+            "",
+            int(sum(r["disagreements"] for r in summary["shutdown"])),
+        )
     for row in summary["shutdown"]:
         if row["load"] == "stubborn":
             add(
-                f"10% stubborn clients, N={row['n']:,}: cut past the grace period",
+                f"10% stubborn clients, N={row['n']:,}: last connection ended "
+                "past the grace period (worst run)",
                 "≤ 50 ms",
                 lambda v: v <= 50,
                 " ms",
-                row["past_grace_ms"],
+                row["worst_past_grace_ms"],
+                quiet=undisturbed(row),
             )
+    stubborn = shutdown.get((1000, "stubborn"))
+    if stubborn is not None:
+        add(
+            f"10% stubborn clients, N=1,000, grace {stubborn['grace']:g} s: "
+            "compliant clients cut (worst run)",
+            "0",
+            lambda v: v == 0,
+            "",
+            int(stubborn["worst_compliant_cut"]),
+            quiet=undisturbed(stubborn),
+        )
     accept = {r["variant"]: r for r in summary["accept"]}
     if "trio_raw" in accept:
         add(
@@ -1131,6 +1314,11 @@ def flagged(text: str, bound: bool) -> str:
     return text if bound else text + FLAG
 
 
+def versus(row: dict[str, Any], ratio: str) -> str:
+    """A ratio to adieu, in the row of another server; a dash in adieu's."""
+    return "—" if row["variant"] == "adieu" else f"{row[ratio]:.2f}x"
+
+
 def disturbed(text: str, share: float) -> str:
     return text + DISTURBED_FLAG if share > DISTURBED else text
 
@@ -1144,177 +1332,188 @@ def render(
         f"{info['machine']}; Python {info['python']}, trio {info['trio']}, "
         f"adieu {info['adieu']} ({info['commit']}); {info['cores']}. "
         f"Took {info['elapsed']:.0f} s; other processes used "
-        f"{info['others_share']:.0%} of a core on average meanwhile.",
-        "",
-        f"### Throughput (echo; median of {info['reps']}; ratio = adieu ÷ that server, "
-        "median of per-round ratios)",
-        "",
-        f"Ping-pong: {PING_PONG.connections} connections, one message in flight on "
-        f"each. Pipelined: {PIPELINED.connections} connection, {PIPELINED.window} "
-        "messages in flight. MB/s counts payload one way. Round trips in µs. "
-        "CPU: share of one core. "
-        f"{FLAG}: the server used less than {SERVER_BOUND:.0%} of its core, so it "
-        "was not the bottleneck (or could not get its core). Others: CPU used "
-        "on the two cores by anything but the server and the client "
-        f"(other processes, interrupts); {DISTURBED_FLAG}: above {DISTURBED:.0%}, "
-        "the cell was disturbed. adieu ÷: adieu's msg/s divided by that "
-        f"server's ({FLAG} if either server was below {SERVER_BOUND:.0%}). "
-        "CPU ÷: that server's CPU per message divided by adieu's (above 1: "
-        "adieu spends less CPU per message), less sensitive to a busy machine.",
+        f"{info['others_share']:.0%} of a core on average meanwhile (load "
+        f"average {info['load_before']} before, {info['load_after']} after).",
         "",
     ]
-    rows = []
-    for r in summary["throughput"]:
-        rows.append(
+    if summary.get("throughput"):
+        out += [
+            f"### Throughput (echo; median of {info['reps']}; ratio = adieu ÷ that "
+            "server, median of per-round ratios)",
+            "",
+            f"Ping-pong: {PING_PONG.connections} connections, one message in flight on "
+            f"each. Pipelined: {PIPELINED.connections} connection, {PIPELINED.window} "
+            "messages in flight. MB/s counts payload one way. Round trips in µs. "
+            "CPU: share of one core. "
+            f"{FLAG}: the server used less than {SERVER_BOUND:.0%} of its core, so it "
+            "was not the bottleneck (or could not get its core). Others: CPU used "
+            "on the two cores by anything but the server and the client "
+            f"(other processes, interrupts); {DISTURBED_FLAG}: above {DISTURBED:.0%}, "
+            "the cell was disturbed. adieu ÷: adieu's msg/s divided by that "
+            f"server's ({FLAG} if either server was below {SERVER_BOUND:.0%}). "
+            "CPU ÷: that server's CPU per message divided by adieu's (above 1: "
+            "adieu spends less CPU per message), less sensitive to a busy machine.",
+            "",
+        ]
+        out.append(throughput_table(summary["throughput"], wide=True))
+    if summary.get("shutdown"):
+        out += [
+            "",
+            f"### Graceful shutdown (adieu; median of {info['shutdown_reps']} "
+            f"runs, {info['stubborn_reps']} for the stubborn cells; "
+            "worst run where it says so)",
+            "",
+            "`server.shutdown()` from the call to the end of the last connection "
+            "(the server's report). Idle: clients only answer SHUTDOWN. Busy: every "
+            "client keeps a 64 B request in flight. Both get a 30 s grace period, "
+            "which they never reach, so that their time is their own. Stubborn: "
+            "10% of the clients ignore SHUTDOWN and keep sending, grace period "
+            f"{info['grace']:g} s: the last connections end when the server cuts "
+            "them at the deadline. Past grace: the shutdown's duration less the "
+            "grace period, median (worst run); client: when the client saw the "
+            "last connection end, relative to the server's deadline (the same "
+            "monotonic clock in both processes; it includes the client's own "
+            "delay in noticing, worst run). Resumed: the first moment past the "
+            "deadline at which the server's scheduler could act (a task step "
+            "began, or its wait for I/O ended), from Trio's instrument hooks in "
+            "the server (worst run): past grace less resumed is about what the "
+            "cut's pass took. Compliant cut: "
+            "clients that answered SHUTDOWN but did not get the server's END and "
+            "EOF (worst run). Disagreements: connections where the server's report "
+            "and the client's experience differ (server CLEAN without the client "
+            "getting the server's END and EOF, or the reverse; matched by the "
+            "client's port; worst run). Lost replies: requests a compliant client "
+            "sent without receiving the reply on a connection that ended with the "
+            "server's END, plus server END counts that differ from the client's "
+            "count (worst run). Srv CPU: share of a core the server used during "
+            "the shutdown. Srv waited: share of the traffic and the shutdown the "
+            "server spent runnable but waiting for its core (worst run; "
+            f"{DISTURBED_FLAG} above {DISTURBED:.0%}: other processes took it). "
+            "Others: CPU used "
+            "on the two measured cores by other processes during the traffic and "
+            "the shutdown "
+            f"(worst run; {DISTURBED_FLAG} above {DISTURBED:.0%}: disturbed). GC "
+            "ms: time in the garbage collector during the shutdown (in brackets: "
+            "full collections).",
+            "",
+        ]
+        rows = []
+        for r in summary["shutdown"]:
+            stubborn = r["load"] == "stubborn"
+            rows.append(
+                [
+                    f"{r['n']:,}",
+                    r["load"],
+                    f"{r['grace']:g}",
+                    f"{r['duration_ms']:,.0f}",
+                    f"{r['min_ms']:,.0f}-{r['max_ms']:,.0f}",
+                    f"{r['past_grace_ms']:+,.0f} ({r['worst_past_grace_ms']:+,.0f})"
+                    if stubborn
+                    else "",
+                    f"{r['client_past_grace_ms']:+,.0f}" if stubborn else "",
+                    f"{r['resumed_ms']:+,.0f}"
+                    if stubborn and r["resumed_ms"] is not None
+                    else "",
+                    f"{r['worst_compliant_cut']:,}",
+                    f"{r['disagreements']:,}",
+                    f"{r['lost_replies'] + r['end_mismatches']}",
+                    f"{r['clean']:,.0f}",
+                    f"{r['not_clean']:,.0f}",
+                    f"{r['requests']:,.0f}",
+                    f"{r['cpu_ms']:,.0f}",
+                    f"{r['server_cpu_share']:.0%}",
+                    disturbed(f"{r['server_wait_share']:.0%}", r["server_wait_share"]),
+                    disturbed(f"{r['others_share']:.0%}", r["others_share"]),
+                    f"{r['gc_ms']:,.0f} ({r['full_gcs']:.0f})",
+                ]
+            )
+        out.append(
+            table(
+                [
+                    "N",
+                    "load",
+                    "grace s",
+                    "shutdown ms",
+                    "min-max",
+                    "past grace ms",
+                    "client: past grace ms",
+                    "resumed ms",
+                    "compliant cut",
+                    "disagreements",
+                    "lost replies",
+                    "clean",
+                    "not clean",
+                    "requests",
+                    "srv CPU ms",
+                    "srv CPU",
+                    "srv waited",
+                    "others",
+                    "GC ms (full)",
+                ],
+                rows,
+                "rlrrrrrrrrrrrrrrrrr",
+            )
+        )
+    if summary.get("accept"):
+        out += [
+            "",
+            f"### Accept rate (median of {info['accept_reps']}; "
+            f"{info['accept_connections']:,} connections, timed in the server from "
+            "the first handler start to the last)",
+            "",
+        ]
+        rows = [
             [
-                r["mode"],
-                SIZE_NAMES.get(r["size"], str(r["size"])),
-                VARIANT_NAMES[r["variant"]],
-                flagged(f"{r['msgs_per_s']:,.0f}", r["server_bound"]),
-                f"{r['mb_per_s']:,.1f}",
-                f"{r['p50_us']:,.0f}",
-                f"{r['p99_us']:,.0f}",
-                f"{r['server_cpu_us_per_msg']:,.1f}",
+                "adieu" if r["variant"] == "adieu" else "trio.serve_listeners",
+                flagged(f"{r['accepts_per_s']:,.0f}", r["server_bound"]),
+                f"{r['cpu_us_per_accept']:,.0f}",
                 f"{r['server_cpu_share']:.0%}",
-                f"{r['client_cpu_share']:.0%}",
-                disturbed(f"{r['others_share']:.0%}", r["others_share"]),
-                "—"
-                if r["variant"] == "adieu"
-                else flagged(f"{r['adieu_ratio']:.2f}x", r["both_bound"]),
-                "—" if r["variant"] == "adieu" else f"{r['cpu_ratio']:.2f}x",
+                versus(r, "adieu_ratio"),
+                versus(r, "cpu_ratio"),
             ]
+            for r in summary["accept"]
+        ]
+        out.append(
+            table(
+                [
+                    "server",
+                    "connections/s",
+                    "srv CPU µs/conn",
+                    "srv CPU",
+                    "adieu ÷",
+                    "CPU ÷",
+                ],
+                rows,
+                "lrrrrr",
+            )
         )
-    out.append(
-        table(
-            [
-                "mode",
-                "size",
-                "server",
-                "msg/s",
-                "MB/s",
-                "p50",
-                "p99",
-                "srv CPU µs/msg",
-                "srv CPU",
-                "client CPU",
-                "others",
-                "adieu ÷",
-                "CPU ÷",
-            ],
-            rows,
-            "lrlrrrrrrrrrr",
-        )
-    )
-    out += [
-        "",
-        f"### Graceful shutdown (adieu; median of {info['shutdown_reps']})",
-        "",
-        "`server.shutdown()` from the call to the end of the last connection "
-        "(the server's report). Busy: every client keeps a 64 B request in "
-        "flight. Stubborn: 10% of the clients ignore SHUTDOWN and keep sending, "
-        f"grace period {info['grace']:g} s. Lost replies: requests a compliant "
-        "client sent without receiving the reply (worst run), plus server END "
-        "counts that differ from the client's count. GC ms: time in the "
-        "garbage collector during the shutdown (in brackets: full "
-        "collections).",
-        "",
-    ]
-    rows = []
-    for r in summary["shutdown"]:
-        rows.append(
+    if summary.get("memory"):
+        out += [
+            "",
+            f"### Memory per idle connection (median of {info['memory_reps']})",
+            "",
+            "Heap: tracemalloc's traced memory; RSS: resident set growth less "
+            "tracemalloc's own. Both divided by N. Kernel socket buffers are not "
+            "included.",
+            "",
+        ]
+        rows = [
             [
                 f"{r['n']:,}",
-                r["load"],
-                f"{r['duration_ms']:,.0f}",
-                f"{r['min_ms']:,.0f}-{r['max_ms']:,.0f}",
-                f"{r['past_grace_ms']:+,.0f}" if r["load"] == "stubborn" else "",
-                f"{r['clean']:,.0f}",
-                f"{r['not_clean']:,.0f}",
-                f"{r['lost_replies'] + r['end_mismatches']}",
-                f"{r['requests']:,.0f}",
-                f"{r['cpu_ms']:,.0f}",
-                f"{r['server_cpu_share']:.0%}",
-                f"{r['gc_ms']:,.0f} ({r['full_gcs']:.0f})",
+                "adieu" if r["variant"] == "adieu" else "Trio raw",
+                f"{r['heap_per_conn']:,.0f}",
+                f"{r['rss_per_conn']:,.0f}",
+                f"{r['heap_vs_raw']:.2f}x",
             ]
-        )
-    out.append(
-        table(
-            [
-                "N",
-                "load",
-                "shutdown ms",
-                "min-max",
-                "past grace ms",
-                "clean",
-                "aborted",
-                "lost replies",
-                "requests",
-                "srv CPU ms",
-                "srv CPU",
-                "GC ms (full)",
-            ],
-            rows,
-            "rlrrrrrrrrrr",
-        )
-    )
-    out += [
-        "",
-        f"### Accept rate (median of {info['accept_reps']}; "
-        f"{info['accept_connections']:,} connections, timed in the server from "
-        "the first handler start to the last)",
-        "",
-    ]
-    rows = [
-        [
-            "adieu" if r["variant"] == "adieu" else "trio.serve_listeners",
-            flagged(f"{r['accepts_per_s']:,.0f}", r["server_bound"]),
-            f"{r['cpu_us_per_accept']:,.0f}",
-            f"{r['server_cpu_share']:.0%}",
-            "—" if r["variant"] == "adieu" else f"{r['adieu_ratio']:.2f}x",
-            "—" if r["variant"] == "adieu" else f"{r['cpu_ratio']:.2f}x",
+            for r in summary["memory"]
         ]
-        for r in summary["accept"]
-    ]
-    out.append(
-        table(
-            [
-                "server",
-                "connections/s",
-                "srv CPU µs/conn",
-                "srv CPU",
-                "adieu ÷",
-                "CPU ÷",
-            ],
-            rows,
-            "lrrrrr",
+        out.append(
+            table(
+                ["N", "server", "heap B/conn", "RSS B/conn", "heap ÷ Trio raw"],
+                rows,
+                "rlrrr",
+            )
         )
-    )
-    out += [
-        "",
-        f"### Memory per idle connection (median of {info['memory_reps']})",
-        "",
-        "Heap: tracemalloc's traced memory; RSS: resident set growth less "
-        "tracemalloc's own. Both divided by N. Kernel socket buffers are not "
-        "included.",
-        "",
-    ]
-    rows = [
-        [
-            f"{r['n']:,}",
-            "adieu" if r["variant"] == "adieu" else "Trio raw",
-            f"{r['heap_per_conn']:,.0f}",
-            f"{r['rss_per_conn']:,.0f}",
-            f"{r['heap_vs_raw']:.2f}x",
-        ]
-        for r in summary["memory"]
-    ]
-    out.append(
-        table(
-            ["N", "server", "heap B/conn", "RSS B/conn", "heap ÷ Trio raw"],
-            rows,
-            "rlrrr",
-        )
-    )
     out += render_peers(summary, info)
     out += [
         "",
@@ -1325,7 +1524,12 @@ def render(
         "figure from the server's CPU time (ratios of CPU per message or per "
         "connection; CPU ms of the shutdown), which other load on the machine "
         f"disturbs far less. {FLAG}: a server of that cell was not the "
-        "bottleneck, so trust the CPU figure.",
+        f"bottleneck, so trust the CPU figure. {DISTURBED_FLAG}: a shutdown "
+        f"cell where the server or the client waited for its core more than "
+        f"{DISTURBED:.0%} of the time or other processes used more than "
+        f"{DISTURBED:.0%} of a core: "
+        "a time measured there includes waiting for the CPU; repeat the run "
+        "on a quiet machine before reading a miss as the server's.",
         "",
     ]
     verdict = {True: "met", False: "MISSED", None: ""}
@@ -1440,12 +1644,24 @@ def environment(plan: Plan, cores: Cores) -> dict[str, Any]:
         "cores": cores.describe(),
         "reps": plan.reps,
         "shutdown_reps": plan.shutdown_reps,
+        "stubborn_reps": plan.stubborn_reps,
         "accept_reps": plan.accept_reps,
         "memory_reps": plan.memory_reps,
         "accept_connections": plan.accept_connections,
         "grace": plan.grace,
         "close_reps": PEER_PLANS[plan.name].close_reps,
+        "load_before": load_average(),
     }
+
+
+def load_average() -> str:
+    """The kernel's 1, 5 and 15 minute load averages (runnable tasks: on 2
+    cores, anything above about 2 means the run competed for CPU)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 #: The cells the profile runs: the throughput targets.
@@ -1455,8 +1671,6 @@ PROFILE_CELLS = ((PING_PONG, 1024), (PIPELINED, 64), (PING_PONG, 102400))
 def profile(cores: Cores, path: Path, seconds: float) -> None:
     """Run the adieu echo server under cProfile through the target cells and
     print where its time goes."""
-    import pstats
-
     server = ServerProcess(cores, variant="adieu", kind="echo", profile=str(path))
     try:
         for mode, size in PROFILE_CELLS:
@@ -1476,19 +1690,38 @@ def profile(cores: Cores, path: Path, seconds: float) -> None:
             )
     finally:
         server.close()
+    print_profile(path, "the adieu echo server")
+
+
+def print_profile(path: Path, what: str) -> None:
+    """The top functions of the cProfile statistics at ``path``."""
+    import pstats
+
     stats = pstats.Stats(str(path))
-    print(f"## Profile of the adieu echo server ({path})\n")
+    print(f"## Profile of {what} ({path})\n")
     print("By own time:")
     stats.sort_stats("tottime").print_stats(25)
     print("By cumulative time, adieu's functions:")
     stats.sort_stats("cumulative").print_stats("adieu", 25)
 
 
+def profile_shutdown(
+    plan: Plan, cores: Cores, path: Path, n: int, load: str = "stubborn"
+) -> None:
+    """Run one shutdown cell with the server's shutdown under cProfile and
+    print where its time goes."""
+    record = shutdown_cell(plan, cores, n, load, profile=str(path))
+    progress(f"profiled shutdown {describe(record)} (under the profiler)")
+    print_profile(path, f"the adieu server's shutdown, N={n:,} {load}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
-        "--quick", action="store_true", help="a short run (about 3 minutes)"
+        "--quick",
+        action="store_true",
+        help="a short run (4-6 minutes): every cell, fewer and shorter rounds",
     )
     group.add_argument(
         "--smoke", action="store_true", help="seconds: check that every variant runs"
@@ -1504,6 +1737,13 @@ def main(argv: list[str] | None = None) -> int:
         "full run: bench/shutdown_time.png)",
     )
     parser.add_argument(
+        "--only",
+        choices=SECTIONS,
+        action="append",
+        metavar="SECTION",
+        help=f"run only this section ({', '.join(SECTIONS)}); repeatable",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="PATH",
@@ -1511,10 +1751,20 @@ def main(argv: list[str] | None = None) -> int:
         "through the throughput targets' cells, write the stats to PATH and "
         "print the top functions",
     )
+    parser.add_argument(
+        "--profile-shutdown",
+        type=int,
+        metavar="N",
+        help="with --profile: profile the server's shutdown of N connections, "
+        "10%% of them stubborn (the plan's grace period), instead",
+    )
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
     cores = Cores()
-    raise_file_limit()
+    raise_file_limit(plan)
+    if args.profile is not None and args.profile_shutdown is not None:
+        profile_shutdown(plan, cores, args.profile, args.profile_shutdown)
+        return 0
     if args.profile is not None:
         profile(cores, args.profile, seconds=0.5 if args.smoke else 3.0)
         return 0
@@ -1524,7 +1774,10 @@ def main(argv: list[str] | None = None) -> int:
         own_cpu_seconds(),
     )
     info = environment(plan, cores)
-    progress(f"{plan.name} run; {cores.describe()}")
+    progress(
+        f"{plan.name} run; {cores.describe()}; load average "
+        f"{info['load_before']} before starting"
+    )
 
     sections = {
         "throughput": run_throughput,
@@ -1535,10 +1788,12 @@ def main(argv: list[str] | None = None) -> int:
         "alone": run_alone,
         "closing": run_closing,
     }
-    records = {}
-    for name, section in sections.items():
+    records: dict[str, list[dict[str, Any]]] = {name: [] for name in SECTIONS}
+    for name in SECTIONS:
+        if args.only and name not in args.only:
+            continue
         begun = time.monotonic()
-        records[name] = section(plan, cores)
+        records[name] = sections[name](plan, cores)
         info[f"{name}_seconds"] = time.monotonic() - begun
         progress(f"{name}: {info[f'{name}_seconds']:.1f} s")
     summaries: dict[str, Callable[[list[dict[str, Any]]], list[dict[str, Any]]]] = {
@@ -1550,12 +1805,15 @@ def main(argv: list[str] | None = None) -> int:
         "alone": summarize_throughput,
         "closing": summarize_closing,
     }
-    summary = {name: summaries[name](records[name]) for name in records}
+    summary = {
+        name: summaries[name](runs) if runs else [] for name, runs in records.items()
+    }
     targets = evaluate_targets(summary) + evaluate_lifecycle_targets(summary)
     info["elapsed"] = time.monotonic() - started
     others = client.cores_busy_seconds(cores.measured) - busy_before
     others -= own_cpu_seconds() - own_before
     info["others_share"] = max(0.0, others) / info["elapsed"]
+    info["load_after"] = load_average()
     print(render(summary, targets, info))
 
     if args.json is not None:

@@ -199,6 +199,84 @@ class Starts:
         self._waiters.remove((count, event))
 
 
+class Timeline(trio.abc.Instrument):
+    """When the server got to act after its deadline, seen from Trio's
+    scheduler (a diagnostic installed only during the shutdown). A deadline
+    can be acted on only between task steps: not before the step running
+    when it passes has finished, and a woken task runs only in the
+    scheduler's next batch (the task steps run between two waits for I/O).
+    Times are ``time.perf_counter()``."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        #: the first moment past the deadline at which the scheduler
+        #: resumed: a task step began or the wait for I/O ended
+        self.resumed: float | None = None
+        #: the task step running when the deadline passed: (start,
+        #: seconds, task name)
+        self.deadline_step: tuple[float, float, str] | None = None
+        #: the longest task step: (start, seconds, task name)
+        self.longest_step: tuple[float, float, str] = (0.0, 0.0, "")
+        #: the batch running when the deadline passed: (start, seconds,
+        #: task steps)
+        self.deadline_batch: tuple[float, float, int] | None = None
+        # Installed in the middle of a batch and of a task step: the first
+        # of each counts from here.
+        self._batch_started = self._step_started = time.perf_counter()
+        self._batch_steps = 0
+
+    def _passed(self, now: float) -> None:
+        if self.resumed is None and now >= self.deadline:
+            self.resumed = now
+
+    def after_io_wait(self, timeout: float) -> None:
+        now = self._batch_started = time.perf_counter()
+        self._batch_steps = 0
+        self._passed(now)
+
+    def before_io_wait(self, timeout: float) -> None:
+        now = time.perf_counter()
+        if self.deadline_batch is None and now >= self.deadline:
+            started = self._batch_started
+            self.deadline_batch = (started, now - started, self._batch_steps)
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        now = self._step_started = time.perf_counter()
+        self._batch_steps += 1
+        self._passed(now)
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        now = time.perf_counter()
+        started = self._step_started
+        step = (started, now - started, task.name)
+        if step[1] > self.longest_step[1]:
+            self.longest_step = step
+        if self.deadline_step is None and started < self.deadline <= now:
+            self.deadline_step = step
+
+    def summary(self, started_at: float) -> dict[str, Any]:
+        """Seconds relative to the deadline, or to ``started_at`` (the
+        shutdown's start) for the longest step; ``None`` where nothing was
+        seen. ``deadline_step`` and ``longest_step``: [start, seconds, task
+        name]; ``deadline_batch``: [start, seconds, task steps]."""
+        deadline = self.deadline
+        step, batch, longest = (
+            self.deadline_step,
+            self.deadline_batch,
+            self.longest_step,
+        )
+        return {
+            "resumed_after_deadline": None
+            if self.resumed is None
+            else self.resumed - deadline,
+            "deadline_step": None if step is None else [step[0] - deadline, *step[1:]],
+            "deadline_batch": None
+            if batch is None
+            else [batch[0] - deadline, *batch[1:]],
+            "longest_step": [longest[0] - started_at, *longest[1:]],
+        }
+
+
 class GcTimer:
     """Time spent in the garbage collector while the block runs, per
     generation."""
@@ -206,14 +284,29 @@ class GcTimer:
     def __init__(self) -> None:
         self.seconds = [0.0, 0.0, 0.0]
         self.collections = [0, 0, 0]
+        #: the full (generation 2) collections: (start, seconds), in
+        #: ``time.perf_counter()`` time
+        self.full: list[tuple[float, float]] = []
         self._started = 0.0
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.seconds[info["generation"]] += time.perf_counter() - self._started
-            self.collections[info["generation"]] += 1
+            seconds = time.perf_counter() - self._started
+            generation = info["generation"]
+            self.seconds[generation] += seconds
+            self.collections[generation] += 1
+            if generation == 2:
+                self.full.append((self._started, seconds))
+
+    def around(self, moment: float) -> float | None:
+        """How long the full collection running at ``moment`` took, if one
+        was."""
+        for started, seconds in self.full:
+            if started <= moment <= started + seconds:
+                return seconds
+        return None
 
     def __enter__(self) -> GcTimer:
         gc.callbacks.append(self._callback)
@@ -287,9 +380,18 @@ async def command_loop(
                 # allocates is scanned.
                 gc.freeze()
             cpu = time.process_time()
+            # CLOCK_MONOTONIC, which the client reads too (Trio's clock has
+            # an offset of its own): the client places the deadline on its
+            # own timeline with it.
+            started_at = time.perf_counter()
             start = trio.current_time()
-            with GcTimer() as gc_timer:
-                report = await server.shutdown(float(config["grace"]))
+            timeline = Timeline(started_at + float(config["grace"]))
+            trio.lowlevel.add_instrument(timeline)
+            try:
+                with GcTimer() as gc_timer:
+                    report = await server.shutdown(float(config["grace"]))
+            finally:
+                trio.lowlevel.remove_instrument(timeline)
             elapsed = trio.current_time() - start
             if profiler is not None:
                 profiler.disable()
@@ -297,6 +399,13 @@ async def command_loop(
             terminations = [c.termination for c in report.connections]
             answer(
                 {
+                    "peers": [peer_entry(c) for c in report.connections],
+                    "started_at": started_at,
+                    "timeline": {
+                        **timeline.summary(started_at),
+                        "full_gc_at_deadline": gc_timer.around(timeline.deadline),
+                    },
+                    "grace": report.grace_period,
                     "duration": report.duration,
                     "elapsed": elapsed,
                     "cpu": time.process_time() - cpu,
@@ -313,6 +422,22 @@ async def command_loop(
             return True
         else:
             answer({"error": f"unknown command {line!r}"})
+
+
+def peer_entry(report: adieu.ConnectionReport[Any]) -> list[Any]:
+    """One connection of a shutdown report, for the client to check against
+    what it saw: the client's port (its local port, the server's remote
+    address), how the connection ended, the messages the server received
+    and sent, and the detail."""
+    address = report.remote_address
+    termination = report.termination
+    return [
+        address[1] if isinstance(address, tuple) else None,
+        termination.kind.value,
+        termination.messages_received,
+        termination.messages_sent,
+        termination.detail,
+    ]
 
 
 # ------------------------------------------------------------------ serving

@@ -4,8 +4,8 @@
 Its figures mean nothing (a test run shares the machine with everything
 else), so nothing here looks at a speed; what is checked is that each
 variant ran, that the tables were printed, and what must hold whatever the
-speed: a graceful shutdown loses no reply, and it cuts only the clients that
-ignore SHUTDOWN.
+speed: a graceful shutdown loses no reply, it cuts only the clients that
+ignore SHUTDOWN, and the server's report says what each client saw.
 """
 
 from __future__ import annotations
@@ -90,6 +90,9 @@ def test_smoke_shutdowns_lose_no_reply_and_cut_only_stubborn_clients(
     for run in runs:
         assert run["lost_replies"] == 0
         assert run["end_mismatches"] == 0
+        # The server's report and every client agree on how each
+        # connection ended.
+        assert run["disagreements"] == 0, run["disagreement_samples"]
         # Every compliant client ended cleanly or was told it was cut (a
         # slow machine may need more than the grace period); every stubborn
         # one was cut, by a reset.
@@ -140,3 +143,34 @@ def test_smoke_run_closes_every_connection_with_each_closing_handshake(
     for record in records:
         # Every connection ended with its server's handshake, then EOF.
         assert record["clean"] == record["connections"] == record["n"], record
+
+
+@pytest.mark.slow
+def test_smoke_run_of_chosen_sections_prints_only_their_tables(
+    tmp_path: Path,
+) -> None:
+    results = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(RUN),
+            "--smoke",
+            "--only",
+            "shutdown",
+            "--only",
+            "closing",
+            "--json",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for heading in ("### Graceful shutdown", "### Closing idle connections"):
+        assert heading in done.stdout
+    for heading in ("### Throughput", "### WebSocket peers", "### One message at a"):
+        assert heading not in done.stdout
+    records = json.loads(results.read_text())["records"]
+    assert {name for name, runs in records.items() if runs} == {"shutdown", "closing"}
