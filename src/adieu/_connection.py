@@ -1036,11 +1036,7 @@ class Connection:
             detail = self._deadline_reason
         self._closed = True
         if not self._released:
-            if (
-                self._proto.finished
-                and self._fin_sent
-                and self._transport.close_quietly()
-            ):
+            if self._ends_quietly() and self._transport.close_quietly():
                 # Both ENDs were exchanged and ours is out: nothing can be
                 # lost any more, so close without a reset (the report stays
                 # CLEAN, and the peer's experience agrees with it).
@@ -1054,6 +1050,20 @@ class Connection:
                 self._transport.abort()
                 self._set_released()
         self._fail_waiting_writers()
+
+    def _ends_quietly(self) -> bool:
+        """Both ENDs were exchanged and ours is out: an abort now closes
+        without a reset where the transport allows it."""
+        return self._proto.finished and self._fin_sent
+
+    def _reset_transport(self) -> None:
+        """The wire half of an abort, done ahead of the rest by a server's
+        cut so that every reset leaves in one tight loop: reset the transport
+        now unless the abort would close it quietly. The termination is
+        recorded by the abort that follows (it finds the transport already
+        reset: :meth:`TransportStream.abort` is idempotent). Synchronous."""
+        if not self._released and not self._ends_quietly():
+            self._transport.abort()
 
     def _fail_waiting_writers(self) -> None:
         self._outbox.clear()

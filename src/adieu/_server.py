@@ -692,11 +692,11 @@ class Server:
 
     def _cut(self, *, timed_out: bool) -> None:
         """End the shutdown in one synchronous pass: abort every connection
-        still open (its transport is reset and its termination recorded
-        now: ``TIMED_OUT`` at the deadline, ``ABORTED`` by an abort), build
-        the report, then cancel the handlers. The cut waits for no task:
-        handlers unwind afterwards, in their own time, and their unwinding
-        cannot delay the report."""
+        still open (first every transport is reset, in one loop; then each
+        termination is recorded: ``TIMED_OUT`` at the deadline, ``ABORTED``
+        by an abort), build the report, then cancel the handlers. The cut
+        waits for no task: handlers unwind afterwards, in their own time,
+        and their unwinding cannot delay the report."""
         # The pass allocates a little for each of possibly thousands of
         # connections: a full collection of everything they hold could land
         # inside it and take longer than the pass itself, so it waits.
@@ -708,11 +708,14 @@ class Server:
         collecting = gc.isenabled()
         gc.disable()
         try:
+            # The wire first: every reset leaves in one tight loop, before
+            # any bookkeeping, so the last peer is cut as early as it can be.
+            entries = [e for e in self._entries if e.conn.termination is None]
+            for entry in entries:
+                entry.conn._reset_transport()
             now = trio.current_time()
-            for entry in self._entries:
+            for entry in entries:
                 conn = entry.conn
-                if conn.termination is not None:
-                    continue
                 if timed_out:
                     # Connection._abort_for turns an abort at or past its
                     # deadline into TIMED_OUT with this reason.

@@ -59,6 +59,12 @@ class Role(enum.Enum):
     """Which end of a connection a side is. The terminal handshake depends on
     it: only a server sends SHUTDOWN, and a server never sends END first."""
 
+    # Members are singletons equal only to themselves, so hashing by identity
+    # agrees with equality; Enum's own __hash__ (the name's hash, computed in
+    # Python) costs several times more, and these are dict keys looked up for
+    # every frame, and for every connection in a server's cut.
+    __hash__ = object.__hash__
+
     CLIENT = "client"
     SERVER = "server"
 
@@ -70,6 +76,8 @@ class Role(enum.Enum):
 
 class SideState(enum.Enum):
     """Where one side's sequence of frames stands."""
+
+    __hash__ = object.__hash__  # by identity: see Role
 
     PREAMBLE = "PREAMBLE"
     """Has not sent its preamble yet (nothing else may come first)."""
@@ -83,6 +91,8 @@ class SideState(enum.Enum):
 
 class FrameKind(enum.Enum):
     """What a side can send, in the order of the tables below."""
+
+    __hash__ = object.__hash__  # by identity: see Role
 
     PREAMBLE = "preamble"
     MESSAGE = "message"

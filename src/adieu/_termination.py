@@ -16,6 +16,12 @@ __all__ = ["Initiator", "Termination", "TerminationKind"]
 class TerminationKind(enum.Enum):
     """How a connection ended."""
 
+    # Members are singletons equal only to themselves, so hashing by identity
+    # agrees with equality; Enum's own __hash__ (the name's hash, computed in
+    # Python) costs several times more, and these are dict keys looked up for
+    # every frame, and for every connection in a server's cut.
+    __hash__ = object.__hash__
+
     CLEAN = "clean"
     """Both ENDs were exchanged: nothing either side sent was lost in transit.
     Whether each application took every message is in
@@ -37,6 +43,8 @@ class TerminationKind(enum.Enum):
 
 class Initiator(enum.Enum):
     """Which side caused the ending."""
+
+    __hash__ = object.__hash__  # by identity: see TerminationKind
 
     LOCAL = "local"
     PEER = "peer"
