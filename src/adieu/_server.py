@@ -493,9 +493,11 @@ class Server:
             )
         else:
             self._ended_before[termination.kind] += 1
-        logger.debug("connection ended: %s", termination)
         if not self._entries:
             self._idle.set()
+        # Last: the bookkeeping above must be done even if a logging handler
+        # raises, or a shutdown would wait for this connection forever.
+        logger.debug("connection ended: %s", termination)
 
     # ------------------------------------------------------------- shutdown
 

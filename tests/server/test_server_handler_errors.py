@@ -142,3 +142,51 @@ async def test_handler_ended_by_the_peers_reset_logs_info_without_traceback(
     assert "ConnectionReset" in record.getMessage()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert "Traceback" not in caplog.text
+
+
+class _RaisingHandler(logging.Handler):
+    """A logging handler with a bug: it raises on the record of a
+    connection's end."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("connection ended"):
+            raise RuntimeError("the logging handler has a bug")
+
+
+async def _serve_one_then_abort() -> None:
+    async with (
+        open_memory_server(answer) as server,
+        connect_memory(server) as conn,
+    ):
+        await conn.send(b"one")
+        assert await conn.receive() == reply_to(b"one")
+        server.abort()
+        with pytest.raises(trio.BrokenResourceError):
+            await conn.receive()
+
+
+async def test_a_logging_handler_that_raises_does_not_hang_the_server(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The server's bookkeeping of an ended connection comes before its log
+    line: a handler that raises there surfaces as an error from the
+    server's block instead of leaving an abort waiting forever for a
+    connection it already counted out."""
+    logger = logging.getLogger("adieu")
+    broken = _RaisingHandler(logging.DEBUG)
+    level = logger.level
+    logger.addHandler(broken)
+    logger.setLevel(logging.DEBUG)
+    try:
+        with (
+            trio.fail_after(60),
+            pytest.RaisesGroup(
+                pytest.RaisesExc(RuntimeError, match="the logging handler has a bug"),
+                flatten_subgroups=True,
+                allow_unwrapped=True,
+            ),
+        ):
+            await _serve_one_then_abort()
+    finally:
+        logger.removeHandler(broken)
+        logger.setLevel(level)
