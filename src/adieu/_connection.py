@@ -260,7 +260,9 @@ class Connection:
     @property
     def termination(self) -> Termination | None:
         """How the connection ended (:class:`~adieu.Termination`), or
-        ``None`` while its transport has not been released."""
+        ``None`` until the ending is decided (both ENDs exchanged and the
+        peer's EOF, or END alone over a transport without half-close such
+        as TLS; or the transport released)."""
         return self._termination
 
     @property
@@ -394,6 +396,9 @@ class Connection:
                     return
                 if events:
                     self._deliver(events)
+                    if self._decided():
+                        await self._release()
+                        return
                 if not handshaken and proto.handshake_complete:
                     handshaken = True
                     self._changed.unpark_all()
@@ -763,8 +768,18 @@ class Connection:
         self._fin_sent = True
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._transport.send_eof()
-        if self._proto.finished and self._proto.eof_received:
+        if self._decided():
             await self._release()
+
+    def _decided(self) -> bool:
+        """Both ENDs are exchanged, ours is written, and nothing more is
+        to come: the peer's EOF arrived, or the transport has none to give
+        (TLS: END alone says it)."""
+        return (
+            self._proto.finished
+            and self._fin_sent
+            and (self._proto.eof_received or not self._transport.supports_half_close)
+        )
 
     # ------------------------------------------------------------ receiving
 

@@ -29,22 +29,31 @@ from ._transport import DEFAULT_LINGER, TransportStream
 __all__ = ["connect_tcp", "connect_unix", "running", "wrap_stream"]
 
 
-def only_exception(
-    group: BaseExceptionGroup[BaseException], escaping: BaseException | None
-) -> bool:
-    """Whether ``group`` holds nothing but ``escaping`` (possibly nested):
-    then the nursery only wrapped the block's own exception."""
-    if escaping is None:
-        return False
+def _leaves(exc: BaseException) -> list[BaseException]:
     leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
+    stack = [exc]
     while stack:
         exc = stack.pop()
         if isinstance(exc, BaseExceptionGroup):
             stack.extend(exc.exceptions)
         else:
             leaves.append(exc)
-    return all(leaf is escaping for leaf in leaves) and bool(leaves)
+    return leaves
+
+
+def only_exception(
+    group: BaseExceptionGroup[BaseException], escaping: BaseException | None
+) -> bool:
+    """Whether ``group`` holds nothing but ``escaping`` (possibly nested):
+    then a nursery only wrapped the block's own exception. ``escaping`` may
+    itself be an exception group; Trio's cancel scopes may have split it
+    into copies on the way, so the exceptions it holds are compared, not
+    the group."""
+    if escaping is None:
+        return False
+    own = {id(leaf) for leaf in _leaves(escaping)}
+    found = {id(leaf) for leaf in _leaves(group)}
+    return bool(found) and found == own
 
 
 @asynccontextmanager

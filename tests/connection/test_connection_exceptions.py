@@ -15,12 +15,13 @@ import trio.testing
 from connection_support import Handler, Served, tcp_server
 
 import adieu
+import adieu.testing
 from adieu import Initiator, TerminationKind
 from adieu.testing import memory_stream_pair
 from shared_support import SERVER_PREAMBLE
 
 if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
+    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 
 class Boom(Exception):
@@ -176,3 +177,91 @@ async def test_cancellation_during_the_graceful_exit_propagates_and_aborts(
     # Aborted: the peer sees a reset after the client's preamble and END.
     with pytest.raises(trio.BrokenResourceError):
         await peer.receive_some()
+
+
+def group_raised() -> BaseExceptionGroup[Exception]:
+    return ExceptionGroup("the application's own group", [KeyError("k")])
+
+
+def assert_group_as_itself(raised: BaseException, group: BaseException) -> None:
+    assert raised is group
+    assert isinstance(raised, BaseExceptionGroup)
+    [inner] = raised.exceptions
+    assert type(inner) is KeyError
+
+
+async def test_an_exception_group_inside_connect_tcp_leaves_as_itself() -> None:
+    served = Served()
+    group = group_raised()
+    opened: list[adieu.Connection] = []
+
+    async def client(port: int) -> None:
+        async with adieu.connect_tcp("127.0.0.1", port) as conn:
+            opened.append(conn)
+            await conn.send(b"ping")
+            assert await conn.receive() == b"ping"
+            raise group
+
+    async with tcp_server(echo_recording(served)) as server:
+        with pytest.raises(BaseExceptionGroup) as excinfo:
+            await client(server.port)
+        with trio.fail_after(10):
+            await served.done.wait()
+    assert_group_as_itself(excinfo.value, group)
+    [conn] = opened
+    assert_aborted(conn)
+
+
+async def test_an_exception_group_inside_open_tcp_server_leaves_as_itself() -> None:
+    group = group_raised()
+
+    async def serve() -> None:
+        async with tcp_server(echo_recording(Served())):
+            raise group
+
+    with pytest.raises(BaseExceptionGroup) as excinfo:
+        await serve()
+    assert_group_as_itself(excinfo.value, group)
+
+
+async def test_an_exception_group_inside_a_testing_pair_leaves_as_itself(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    group = group_raised()
+    opened: list[adieu.Connection] = []
+
+    async def talk() -> None:
+        async with adieu.testing.open_connection_pair() as (client, server):
+            opened.extend((client, server))
+            await client.send(b"ping")
+            assert await server.receive() == b"ping"
+            raise group
+
+    with pytest.raises(BaseExceptionGroup) as excinfo:
+        await talk()
+    assert_group_as_itself(excinfo.value, group)
+    for conn in opened:
+        assert_aborted(conn)
+
+
+async def test_an_exception_group_inside_a_memory_client_leaves_as_itself(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    group = group_raised()
+    opened: list[adieu.Connection] = []
+
+    async def talk() -> None:
+        async with (
+            adieu.testing.open_memory_server(echo_recording(Served())) as server,
+            adieu.testing.connect_memory(server) as conn,
+        ):
+            opened.append(conn)
+            await conn.send(b"ping")
+            assert await conn.receive() == b"ping"
+            raise group
+
+    with pytest.raises(BaseExceptionGroup) as excinfo:
+        await talk()
+    assert_group_as_itself(excinfo.value, group)
+    [conn] = opened
+    assert_aborted(conn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ssl
 
+import pytest
 import trio
 from connection_support import Handler, Served, tcp_server
 
@@ -96,3 +97,49 @@ async def test_a_server_shutdown_is_clean_on_both_sides_over_tls(
     theirs = assert_clean(served.only)
     assert theirs.messages_received == 2
     assert report.counts[TerminationKind.CLEAN] == 1
+
+
+async def test_the_termination_is_known_once_both_ends_are_out_over_tls(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    """TLS has no half-close, so no EOF follows an END until a side closes:
+    the ending is decided by the two ENDs alone, and each side's
+    termination is set then, while both blocks are still open."""
+    server_knows = trio.Event()
+    client_knows = trio.Event()
+    seen: list[adieu.Termination | None] = []
+
+    async def handler(conn: adieu.Connection) -> None:
+        async for data in conn:
+            await conn.send(data)
+        await conn.send_eof()
+        with trio.fail_after(10):
+            while conn.termination is None:
+                await trio.sleep(0.01)
+        seen.append(conn.termination)
+        server_knows.set()
+        await client_knows.wait()
+
+    async with (
+        tcp_server(handler, ssl_context=server_ssl_context) as server,
+        adieu.connect_tcp(
+            "127.0.0.1",
+            server.port,
+            ssl_context=client_ssl_context,
+            server_hostname="localhost",
+        ) as client,
+    ):
+        await client.send(b"one")
+        assert await client.receive() == b"one"
+        await client.send_eof()
+        with pytest.raises(adieu.EndOfMessages):
+            await client.receive()
+        with trio.fail_after(10):
+            while client.termination is None:
+                await trio.sleep(0.01)
+            await server_knows.wait()
+        assert_clean(client)
+        client_knows.set()
+    [termination] = seen
+    assert termination is not None
+    assert termination.kind is TerminationKind.CLEAN

@@ -189,6 +189,8 @@ def freeze(value: Any) -> Hashable:
         return tuple([(k, freeze(v)) for k, v in value.items()])
     if cls is set:
         return frozenset(value)
+    if cls is bytearray:
+        return bytes(value)
     out: list[Hashable] = [cls.__name__]
     for v in vars(value).values():
         vcls = type(v)
