@@ -160,10 +160,8 @@ class Connection:
         "_deadline",
         "_deadline_reason",
         "_end_pending",
-        "_end_seen",
         "_eof_called",
         "_failure",
-        "_fin_sent",
         "_flusher_lot",
         "_local_address",
         "_nursery",
@@ -208,7 +206,11 @@ class Connection:
         self.grace_period = grace_period
         self.receive_buffer_size = receive_buffer_size
         self._transport = transport
-        self._proto = Protocol(self.role, max_message_size=max_message_size)
+        self._proto = Protocol(
+            self.role,
+            max_message_size=max_message_size,
+            half_close=transport.supports_half_close,
+        )
         self._nursery: trio.Nursery | None = None
         self._reader_done = False  # the reader task has returned
         # receive side
@@ -221,7 +223,6 @@ class Connection:
         # release). One lot per connection instead of several; each waiter
         # re-checks its own condition when woken.
         self._changed = trio.lowlevel.ParkingLot()
-        self._end_seen = False
         self._failure: Callable[[], BaseException] | None = None
         # send side
         self._writing = False
@@ -232,7 +233,6 @@ class Connection:
         self._flusher_lot: trio.lowlevel.ParkingLot | None = None
         self._eof_called = False
         self._end_pending = False
-        self._fin_sent = False
         # ending
         self._closed = False
         self._cutting = False  # aclose() is closing first, in one step
@@ -375,7 +375,7 @@ class Connection:
                 except trio.BrokenResourceError as exc:
                     if self._releasing:
                         return  # this side is closing the transport
-                    if proto.finished and self._fin_sent:
+                    if proto.decided:
                         # Both ENDs were exchanged: nothing was lost, the
                         # transport just ended untidily (a TLS peer that
                         # closed without close_notify). No reset.
@@ -396,7 +396,7 @@ class Connection:
                     return
                 if events:
                     self._deliver(events)
-                    if self._decided():
+                    if proto.may_release:
                         await self._release()
                         return
                 if not handshaken and proto.handshake_complete:
@@ -425,7 +425,6 @@ class Connection:
                 self.shutdown_deadline = trio.current_time() + event.grace_period
                 self._set_shutdown_requested()
             elif type(event) is End:
-                self._end_seen = True
                 woke = True
         if woke:
             self._changed.unpark_all()
@@ -449,7 +448,7 @@ class Connection:
         # ``finished`` is true as soon as our END is encoded; it may still be
         # queued behind another frame. Then _after_end() releases once it has
         # been written.
-        if self._proto.finished and self._fin_sent:
+        if self._proto.may_release:
             await self._release()
 
     def _fail_broken(self, exc: trio.BrokenResourceError) -> None:
@@ -689,7 +688,7 @@ class Connection:
             for item in batch:
                 if item.done is not None:
                     item.done.set()
-        if proto.end_sent and not self._fin_sent:
+        if proto.end_sent and not proto.end_out:
             await self._after_end()
 
     async def _write(self, data: bytes) -> None:
@@ -765,21 +764,12 @@ class Connection:
     async def _after_end(self) -> None:
         """After this side's END went out: half-close the transport, and
         release it if the peer is done too."""
-        self._fin_sent = True
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._transport.send_eof()
-        if self._decided():
+        if self._proto.end_sent:
+            self._proto.end_written()
+        if self._proto.may_release:
             await self._release()
-
-    def _decided(self) -> bool:
-        """Both ENDs are exchanged, ours is written, and nothing more is
-        to come: the peer's EOF arrived, or the transport has none to give
-        (TLS: END alone says it)."""
-        return (
-            self._proto.finished
-            and self._fin_sent
-            and (self._proto.eof_received or not self._transport.supports_half_close)
-        )
 
     # ------------------------------------------------------------ receiving
 
@@ -851,7 +841,7 @@ class Connection:
         """What :meth:`receive` raises once the buffer is empty, if any."""
         if self._closed:
             return trio.ClosedResourceError("this connection was closed by this side")
-        if self._end_seen:
+        if self._proto.end_received:
             self._send_deferred_end()
             return EndOfMessages("the peer sent END: no more messages")
         if self._failure is not None:
@@ -992,7 +982,8 @@ class Connection:
         discarded; buffered unread messages are counted as discarded.
         :attr:`termination` is set before this returns: ``ABORTED``, unless
         an earlier cause (the peer's reset or truncation) was recorded first,
-        or both ENDs had already been exchanged (then it stays ``CLEAN``).
+        or both ENDs had already been exchanged with ours written out (then
+        it stays ``CLEAN``: the transport is closed without a reset).
 
         Synchronous, never blocks, idempotent, and works inside a cancelled
         scope. Later calls on the connection raise
@@ -1007,8 +998,8 @@ class Connection:
         self._closed = True
         if not self._released:
             if (
-                self._proto.finished
-                and self._fin_sent
+                self._proto.decided
+                and self._proto.cause is None
                 and self._transport.close_quietly()
             ):
                 # Both ENDs were exchanged and ours is out: nothing can be
@@ -1073,7 +1064,7 @@ class Connection:
                 if self._failure is None and not self._released:
                     if self._proto.may_send_end:
                         await self._submit(_Pending(None, self._proto.send_end()))
-                    elif not self._fin_sent:
+                    elif not self._proto.end_out:
                         if self._outbox:  # gathered frames go before the FIN
                             await self._submit(_Pending(None, b""))
                         await self._after_end()

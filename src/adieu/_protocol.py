@@ -14,8 +14,18 @@ How an I/O layer drives it::
     transport.write(proto.send_message(b"hello"))
     for event in proto.receive_data(transport.read()):
         ...                                  # Message, ShutdownRequest, End
+    proto.end_written()                      # END is out (and the FIN after it)
     proto.receive_eof()                      # when the transport reports EOF
-    termination = proto.close()              # when the transport is released
+    if proto.may_release:                    # the ending is decided
+        termination = proto.close()          # ... release the transport
+
+The core holds the connection's whole lifecycle as one state: both sides'
+frames (:mod:`adieu._state`), whether this side's END and FIN are out, the
+peer's EOF, whether this side is closing, and the first failure. The I/O
+layer reports what happened and asks the core what follows: whether it may
+release the transport now (:attr:`Protocol.may_release`), what error a call
+raises now (:meth:`Protocol.failure`), how the connection ended
+(:meth:`Protocol.close`). It keeps no copy of any of it.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import struct
 from collections.abc import Set
 
 from ._errors import (
+    ConnectionReset,
     ConnectionTruncated,
     LocalProtocolError,
     MessageTooLarge,
@@ -114,6 +125,10 @@ class Protocol:
         max_message_size: the largest message, in bytes, that this side sends
             or accepts (inclusive). Default 1 MiB. Checked on the incoming
             side from the frame header, before the payload is buffered.
+        half_close: whether the transport carries an EOF after each side's
+            END (TCP, Unix sockets, memory streams). ``False`` over a
+            transport without one (TLS): END alone ends a side, and the
+            transport may be released without waiting for an EOF.
 
     Raises:
         ValueError: ``max_message_size`` is negative or over 2**32 - 1.
@@ -122,7 +137,11 @@ class Protocol:
     """
 
     def __init__(
-        self, role: Role, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+        self,
+        role: Role,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        half_close: bool = True,
     ) -> None:
         if not 0 <= max_message_size <= MAX_MESSAGE_SIZE_LIMIT:
             raise ValueError(
@@ -143,7 +162,11 @@ class Protocol:
         self._acknowledged: int | None = None
         self._handshake_initiator: Initiator | None = None
         self._eof = False
+        self._half_close = half_close
+        self._end_out = False
+        self._closing: str | None = None
         self._cause: tuple[TerminationKind, Initiator, str] | None = None
+        self._error: BaseException | None = None
         self._termination: Termination | None = None
         #: Set on a client when the server's SHUTDOWN arrives.
         self.shutdown_request: ShutdownRequest | None = None
@@ -204,6 +227,56 @@ class Protocol:
     def eof_received(self) -> bool:
         """``True`` once :meth:`receive_eof` was called."""
         return self._eof
+
+    @property
+    def end_out(self) -> bool:
+        """``True`` once :meth:`end_written` was called: this side's END is
+        on the wire, followed by the transport's EOF where it has one."""
+        return self._end_out
+
+    @property
+    def closing(self) -> str | None:
+        """``"graceful"`` while this side's application closes and waits for
+        the peer's END, ``"now"`` while it closes in one step and waits only
+        for the transport's EOF (a lingering close), else ``None``. Messages
+        that arrive while closing are the I/O layer's to discard and count."""
+        return self._closing
+
+    @property
+    def decided(self) -> bool:
+        """``True`` once the ending is decided: a terminal cause was recorded,
+        or both ENDs were exchanged and ours is out (:meth:`end_written`).
+        From then on nothing this side sent or received can be lost without
+        the peer's own report saying so, and a later failure changes
+        nothing. Before ours is out, an abort could still destroy it."""
+        return self._cause is not None or (self.finished and self._end_out)
+
+    @property
+    def may_release(self) -> bool:
+        """``True`` when the I/O layer may release the transport now: a
+        terminal cause was recorded; or the ending is decided and nothing
+        more is to come (the peer's EOF arrived, or the transport has no
+        half-close), so that closing cannot turn a late byte into a reset;
+        or this side is closing now and the peer's EOF has arrived."""
+        if self._cause is not None:
+            return True
+        if self.decided:
+            return self._eof or not self._half_close
+        return self._closing == "now" and self._eof
+
+    @property
+    def close_expected(self) -> bool:
+        """``True`` when only the peer can move the connection on: this side
+        is closing, or has sent its END (or a server its SHUTDOWN), and the
+        ending is not decided. The I/O layer bounds its wait from here (a
+        grace period, a close timeout, a linger)."""
+        if self.decided or self.termination is not None:
+            return False
+        return (
+            self._closing is not None
+            or self.our_state is SideState.DONE
+            or self.shutdown_sent
+        )
 
     @property
     def messages_sent(self) -> int:
@@ -452,6 +525,7 @@ class Protocol:
         # message among them would be lost), so the end is not CLEAN.
         if self._cause is None and self._termination is None:
             self._cause = (TerminationKind.PROTOCOL_ERROR, Initiator.PEER, str(exc))
+            self._error = exc
             self._sending = False
         exc.events = tuple(events)
         return exc
@@ -463,12 +537,15 @@ class Protocol:
         Raises:
             ConnectionTruncated: the peer's END had not arrived: its messages
                 may have stopped anywhere. The cause ``TRUNCATED`` is
-                recorded. Not raised if the connection had already ended.
+                recorded. Not raised if the connection had already ended,
+                nor while this side is closing now (:meth:`begin_close`):
+                that truncation is this side's own, recorded by
+                :meth:`close`.
         """
         if self._eof:
             return
         self._eof = True
-        if self._cause is not None or self.end_received:
+        if self._cause is not None or self.end_received or self._closing == "now":
             return
         if not self.handshake_complete:
             what = "before the peer's preamble was complete"
@@ -479,6 +556,28 @@ class Protocol:
         detail = f"the transport ended {what}"
         self._record(TerminationKind.TRUNCATED, Initiator.PEER, detail)
         raise ConnectionTruncated(detail)
+
+    def end_written(self) -> None:
+        """Record that this side's END has been written in full, and the
+        transport half-closed after it where it can be.
+
+        Raises:
+            LocalProtocolError: END was not sent (:meth:`send_end`).
+
+        Idempotent.
+        """
+        if not self.end_sent:
+            raise LocalProtocolError("END was not sent: it cannot have been written")
+        self._end_out = True
+
+    def begin_close(self, *, now: bool = False) -> None:
+        """Record that this side's application is closing: it will take no
+        more messages. ``now`` is a close in one step (``aclose``), which
+        waits only for the transport's EOF; otherwise the close is graceful
+        and waits for the peer's END. Only the first call counts (a close
+        in one step also overrides a graceful close in progress)."""
+        if self._closing is None or (now and self._closing != "now"):
+            self._closing = "now" if now else "graceful"
 
     # ------------------------------------------------------ accounting, ending
 
@@ -494,34 +593,74 @@ class Protocol:
             raise ValueError("cannot discard more messages than were received")
         self._discarded += count
 
-    def connection_reset(self, detail: str = "the peer reset the connection") -> None:
-        """Record that the transport broke under us (a TCP reset). Ignored if
-        an earlier cause was recorded or both ENDs were already exchanged."""
-        self._record(TerminationKind.RESET, Initiator.PEER, detail)
+    def connection_reset(
+        self,
+        detail: str = "the peer reset the connection",
+        *,
+        error: BaseException | None = None,
+    ) -> None:
+        """Record that the transport broke under us (a TCP reset); ``error``
+        is what broke it (the errors from :meth:`failure` are chained to it).
+        Ignored if an earlier cause was recorded or the ending was decided."""
+        self._record(TerminationKind.RESET, Initiator.PEER, detail, error)
 
-    def transport_broken(self, detail: str) -> None:
+    def transport_broken(
+        self, detail: str, *, error: BaseException | None = None
+    ) -> None:
         """Record that the transport failed without a reset and without the
         peer's END (a TLS stream cut without ``close_notify``, a timeout of
         the network): ``TRUNCATED`` by the peer. Ignored like
         :meth:`connection_reset`."""
-        self._record(TerminationKind.TRUNCATED, Initiator.PEER, detail)
+        self._record(TerminationKind.TRUNCATED, Initiator.PEER, detail, error)
+
+    def failure(self) -> BaseException | None:
+        """The error that an application's call raises now that the peer
+        broke the connection, or ``None``: a new instance on each call
+        (re-raising one would grow its traceback), chained (``__cause__``)
+        to what broke it. ``None`` too when this side ended the connection
+        (then the I/O layer raises :exc:`trio.ClosedResourceError`)."""
+        if self._cause is None or self._cause[1] is not Initiator.PEER:
+            return None
+        kind, _, detail = self._cause
+        cause = self._error
+        exc: BaseException
+        if kind is TerminationKind.RESET:
+            exc = ConnectionReset(detail)
+        elif kind is TerminationKind.TRUNCATED:
+            exc = ConnectionTruncated(detail)
+        elif isinstance(cause, MessageTooLarge):
+            exc = MessageTooLarge(detail, size=cause.size, limit=cause.limit)
+        else:
+            exc = ProtocolError(detail)
+        exc.__cause__ = cause
+        return exc
 
     def abort(self, *, timed_out: bool = False, detail: str | None = None) -> None:
         """Record that this side is aborting the connection; ``timed_out``
         says it is because a grace period or close timeout expired. Ignored
-        if an earlier cause was recorded or both ENDs were exchanged."""
+        if an earlier cause was recorded or the ending was decided."""
         kind = TerminationKind.TIMED_OUT if timed_out else TerminationKind.ABORTED
         if detail is None:
             detail = "timed out" if timed_out else "aborted by this side"
         self._record(kind, Initiator.LOCAL, detail)
 
-    def _record(self, kind: TerminationKind, who: Initiator, detail: str) -> None:
-        if self._cause is None and not self.finished:
+    def _record(
+        self,
+        kind: TerminationKind,
+        who: Initiator,
+        detail: str,
+        error: BaseException | None = None,
+    ) -> None:
+        if self._cause is None and not self.decided and self._termination is None:
             self._cause = (kind, who, detail)
+            self._error = error
             self._sending = False
 
     def close(self) -> Termination:
-        """Record that the transport has been released and build the report.
+        """Build the report: call it once the ending is decided and the
+        application has taken (or discarded, :meth:`discard`) every message
+        it will, or when the transport is released, whichever comes first.
+        Nothing recorded afterwards changes it.
 
         Idempotent: later calls return the same :class:`Termination`. A
         connection closed before its terminal handshake completed, with no

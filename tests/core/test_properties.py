@@ -236,7 +236,11 @@ class _PairMachine(RuleBasedStateMachine):
             return proto.send_message(data)
         if kind is FrameKind.SHUTDOWN:
             return proto.send_shutdown(grace, reason)
-        return proto.send_end()
+        frame = proto.send_end()
+        # The wire takes the frame whole at once: it is out, as an I/O
+        # layer reports once it has written it (and half-closed).
+        proto.end_written()
+        return frame
 
     @initialize(subject_opens=st.sampled_from([True, True, True, False]))
     def preambles(self, subject_opens: bool) -> None:

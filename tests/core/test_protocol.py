@@ -728,7 +728,9 @@ def test_a_cause_after_both_ends_leaves_the_connection_clean(cause: str) -> None
     client, server = connected()
     converse(client, server, 1)
     server.receive_data(client.send_end())
+    client.end_written()
     client.receive_data(server.send_end())
+    server.end_written()
     CAUSES[cause][0](client)
     CAUSES[cause][0](server)
     assert client.cause is None
