@@ -1,29 +1,36 @@
-"""The Trio connection: drives the sans-I/O core over a transport.
+"""The Trio connection: one driver of the sans-I/O core over a transport.
 
-One :class:`Connection` is one nursery-scoped object. Its background reader
-task lives in a nursery owned by the ``async with`` block that opened the
-connection (:func:`adieu.connect_tcp`, :func:`adieu.wrap_stream`, a server's
-handler task), so it is noticed when a server asks to shut down even while
-the application only sends, and it can never outlive the block.
+The core (:class:`~adieu.Protocol`) holds the connection's whole state: both
+sides' frames, whether this side's END and FIN are out, the peer's EOF,
+whether this side is closing, the first failure; it decides when the ending
+is decided and when the transport may be released, and builds the
+:class:`~adieu.Termination`. :class:`Connection` does the I/O and the
+waiting around it, and keeps no copy of any of that.
 
 Data paths, and why they are shaped so:
 
-* **Receiving.** The reader feeds transport bytes to the core and appends
-  messages to a bounded buffer (``receive_buffer_size`` bytes, default
+* **Reading: whoever waits reads.** A task waiting in :meth:`receive` (or in
+  a close, or for the handshake) reads the transport itself and feeds the
+  core: no hand-over from a reader task, and no extra system call per
+  message. A *watcher* task stands only while nobody reads (the application
+  sends, computes or waits for something else), so a SHUTDOWN, END or reset
+  is still noticed while the application only sends or is idle; when a task
+  wants to receive, the watcher hands over after its read in progress and
+  parks.
+  Messages go to a bounded buffer (``receive_buffer_size`` bytes, default
   1 MiB; each message counts its length plus 64 bytes, so floods of tiny
-  messages are bounded too). The reader checks the bound before each read of
-  at most 64 KiB, so the buffer can pass it by what one read decodes to.
-  When the buffer is full the reader stops reading, so the peer's
-  sends block: backpressure, not memory growth. A consequence: a SHUTDOWN
-  that arrives behind a full buffer is noticed only as the application reads.
-* **Sending.** The first task to send writes its frame itself, with no lock
-  round trip. Tasks that send while a write is in progress queue their
-  messages; the writing task sends them all in one ``send_all`` after its
-  own, so concurrent senders share system calls and each message is written
-  whole, never interleaved with another.
-* **Ending.** Every way to end goes through the core, which records the
-  first terminal cause; the report (:class:`~adieu.Termination`) is built
-  when the transport has been released.
+  messages are bounded too); the watcher checks the bound before each read
+  of at most 64 KiB and stops reading when it is reached: backpressure, not
+  memory growth. A SHUTDOWN behind a full buffer is noticed only as the
+  application reads.
+* **Writing: one outbox, one lock.** Every frame (messages, SHUTDOWN, END,
+  then the FIN after END) is appended to one outbox, which the holder of
+  the one write lock drains, several frames per ``send_all``. So concurrent
+  senders never interleave, and replies to a pipelining peer are gathered
+  into one write (see :meth:`send`).
+* **Ending.** Every way to end goes through the core; the close verbs
+  compose: a second ``aclose()`` or ``shutdown()`` waits for the first and
+  gives its outcome.
 """
 
 from __future__ import annotations
@@ -32,13 +39,14 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Final, final
 
 import trio
 
+from ._compat import BaseExceptionGroup
 from ._errors import (
-    ConnectionReset,
     ConnectionTruncated,
     EndOfMessages,
     MessageTooLarge,
@@ -54,6 +62,7 @@ __all__ = [
     "DEFAULT_GRACE_PERIOD",
     "DEFAULT_RECEIVE_BUFFER_SIZE",
     "Connection",
+    "running",
 ]
 
 logger = logging.getLogger("adieu")
@@ -66,7 +75,7 @@ logger = logging.getLogger("adieu")
 #: stop`` waits only 10 s: lower the grace period or raise ``--time``).
 DEFAULT_GRACE_PERIOD: Final = 10.0
 
-#: Bytes of received messages held for the application before the reader
+#: Bytes of received messages held for the application before the watcher
 #: stops reading. 1 MiB: one maximum-size message, or many small ones.
 DEFAULT_RECEIVE_BUFFER_SIZE: Final = 1 << 20
 
@@ -76,10 +85,11 @@ DEFAULT_RECEIVE_BUFFER_SIZE: Final = 1 << 20
 _MESSAGE_OVERHEAD: Final = 64
 
 #: Operations (sends written at once, receives of a message already
-#: buffered) allowed between two schedule points. Trio's own streams yield on
-#: every call; yielding only when an operation has to wait, and otherwise
-#: every 16 calls, saves a task switch per message while keeping a busy
-#: connection from starving the other tasks. 16 is arbitrary.
+#: buffered or read without waiting) allowed between two schedule points.
+#: Trio's own streams yield on every call; yielding only when an operation
+#: has to wait, and otherwise every 16 calls, saves a task switch per message
+#: while keeping a busy connection from starving the other tasks. 16 is
+#: arbitrary.
 _YIELD_EVERY: Final = 16
 
 #: Bytes of frames gathered for one write while the application answers
@@ -90,23 +100,6 @@ _OUTBOX_LIMIT: Final = 65536
 #: Bytes asked of the transport per read: arbitrary, large enough that a
 #: burst of small frames costs one system call.
 _READ_SIZE: Final = 65536
-
-
-class _Pending:
-    """A frame waiting for the writer: a message (encoded when written, so
-    that a message withdrawn by cancellation is never counted) or a control
-    frame already encoded."""
-
-    __slots__ = ("data", "done", "error", "frame", "taken")
-
-    def __init__(
-        self, data: bytes | bytearray | memoryview | None, frame: bytes | None
-    ) -> None:
-        self.data = data
-        self.frame = frame
-        self.taken = False
-        self.done: trio.Event | None = None
-        self.error: BaseException | None = None
 
 
 def _role(role: Role | str) -> Role:
@@ -134,7 +127,7 @@ class Connection:
     * by an exception or a cancellation: :meth:`abort`, and the exception
       propagates as itself (the termination is ``ABORTED``, or ``TIMED_OUT``
       when the cancellation came from a deadline such as
-      :func:`trio.move_on_after`);
+      :func:`trio.move_on_after`, or after :meth:`set_deadline`);
     * on a connection that has already ended: nothing.
 
     Attributes:
@@ -155,31 +148,23 @@ class Connection:
         "_buffer",
         "_buffered",
         "_changed",
-        "_closed",
-        "_cutting",
         "_deadline",
         "_deadline_reason",
-        "_end_pending",
-        "_eof_called",
-        "_failure",
-        "_flusher_lot",
+        "_flusher",
         "_local_address",
+        "_lock",
         "_nursery",
         "_outbox",
         "_outbox_bytes",
         "_proto",
-        "_queue",
-        "_reader_done",
-        "_reader_parked",
+        "_reading",
         "_released",
-        "_releasing",
         "_remote_address",
         "_shutdown_event",
-        "_shutdown_flag",
-        "_termination",
         "_transport",
         "_unyielded",
-        "_writing",
+        "_waiting",
+        "_watcher",
         "grace_period",
         "receive_buffer_size",
         "role",
@@ -212,47 +197,37 @@ class Connection:
             half_close=transport.supports_half_close,
         )
         self._nursery: trio.Nursery | None = None
-        self._reader_done = False  # the reader task has returned
-        # receive side
-        # Made on the first message: an idle connection does without.
+        # Every waiter parks here (receivers, closers, the handshake wait,
+        # the watcher when it steps back) and re-checks its own condition
+        # when woken.
+        self._changed = trio.lowlevel.ParkingLot()
+        # Receiving. The buffer is made on the first message: an idle
+        # connection does without.
         self._buffer: deque[bytes] | None = None
         self._buffered = 0
-        self._reader_parked: trio.lowlevel.ParkingLot | None = None
-        # Every waiter parks here: receivers (woken by a message), and the
-        # close, handshake and release waits (woken by END, EOF, failure,
-        # release). One lot per connection instead of several; each waiter
-        # re-checks its own condition when woken.
-        self._changed = trio.lowlevel.ParkingLot()
-        self._failure: Callable[[], BaseException] | None = None
-        # send side
-        self._writing = False
-        self._unyielded = 0
-        self._queue: list[_Pending] = []
+        self._reading = False  # a task is in a read of the transport
+        self._waiting = 0  # tasks waiting for news from the peer
+        self._watcher: trio.lowlevel.ParkingLot | None = None
+        # Writing.
+        self._lock = trio.StrictFIFOLock()
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
-        self._flusher_lot: trio.lowlevel.ParkingLot | None = None
-        self._eof_called = False
-        self._end_pending = False
-        # ending
-        self._closed = False
-        self._cutting = False  # aclose() is closing first, in one step
-        self._released = False  # the transport has been released
-        self._releasing = False
-        self._termination: Termination | None = None
-        self._shutdown_flag = False
+        self._flusher: trio.lowlevel.ParkingLot | None = None
+        self._unyielded = 0
+        # Ending: set while the transport is being released, then set.
+        self._released: trio.Event | None = None
         self._shutdown_event: trio.Event | None = None
         self.shutdown_reason: str | None = None
         self.shutdown_grace_period: float | None = None
         self.shutdown_deadline: float | None = None
-        # Set by a server: when its cancel scope's deadline passes, an abort
-        # is a time-out, whatever Trio version says why it cancelled.
         self._deadline = math.inf
+        self._deadline_reason = "the deadline passed"
         self._remote_address = _address(transport, "getpeername")
         self._local_address = _address(transport, "getsockname")
-        self._deadline_reason = "the grace period expired"
 
     def __repr__(self) -> str:
-        state = self._termination.kind.name if self._termination else "open"
+        termination = self._proto.termination
+        state = termination.kind.name if termination else "open"
         return f"<adieu.Connection {self.role.value} {self.remote_address!r} {state}>"
 
     # -------------------------------------------------------------- properties
@@ -260,10 +235,11 @@ class Connection:
     @property
     def termination(self) -> Termination | None:
         """How the connection ended (:class:`~adieu.Termination`), or
-        ``None`` until the ending is decided (both ENDs exchanged and the
-        peer's EOF, or END alone over a transport without half-close such
-        as TLS; or the transport released)."""
-        return self._termination
+        ``None`` while that is not decided. It is set as soon as both ENDs
+        are exchanged, this side's is out and the application has taken
+        every message before the peer's END; or when the connection fails,
+        is aborted or closed. It never changes afterwards."""
+        return self._proto.termination
 
     @property
     def max_message_size(self) -> int:
@@ -292,21 +268,15 @@ class Connection:
     @property
     def shutdown_requested(self) -> trio.Event:
         """A :class:`trio.Event`. On a client, set when the server's SHUTDOWN
-        arrives. On a server, set when this side asked
-        (:meth:`request_shutdown`, or the server's own shutdown), so a
-        handler can watch it and wind down. (Made on first use: an idle
-        connection keeps no Event.)"""
+        arrives. On a server, set when this side asked (:meth:`request_shutdown`, or the
+        server's own shutdown), so a handler can watch it and wind down.
+        (Made on first use: an idle connection keeps no Event.)"""
         event = self._shutdown_event
         if event is None:
             event = self._shutdown_event = trio.Event()
-            if self._shutdown_flag:
+            if self._proto.shutdown_sent or self._proto.shutdown_request:
                 event.set()
         return event
-
-    def _set_shutdown_requested(self) -> None:
-        self._shutdown_flag = True
-        if self._shutdown_event is not None:
-            self._shutdown_event.set()
 
     @property
     def handshake_complete(self) -> bool:
@@ -319,209 +289,266 @@ class Connection:
         still have messages to read before it)."""
         return self._proto.end_received
 
-    # ------------------------------------------------------------ lifecycle
+    def set_deadline(self, deadline: float, reason: str) -> None:
+        """Say when this side's patience ends: an abort at or after
+        ``deadline`` (a :func:`trio.current_time` value) ends ``TIMED_OUT``
+        with ``reason`` as its detail, whatever caused it (typically a
+        cancel scope with the same deadline). A server sets it on each of
+        its connections (the handshake timeout, then its grace period).
 
-    async def _start(self, nursery: trio.Nursery) -> None:
-        """Send the preamble and start the reader in ``nursery``."""
-        self._nursery = nursery
-        nursery.start_soon(self._reader, name=f"adieu {self.role.value} reader")
-        await self._submit(_Pending(None, self._proto.preamble()))
+        Synchronous; a later call replaces the earlier one.
+        """
+        self._deadline = deadline
+        self._deadline_reason = reason
 
-    async def _wait_reader_done(self) -> None:
-        while not self._reader_done:
-            await self._changed.park()
+    # ---------------------------------------------------------------- reading
 
-    async def _wait_handshake(self) -> None:
-        """Wait until the peer's preamble has arrived or the connection
-        ended. Not bounded: the caller's cancel scope bounds it."""
-        while not (
-            self._proto.handshake_complete
-            or self._failure is not None
-            or self._reader_done
-            or self._released
-        ):
-            await self._changed.park()
+    def _watch(self) -> None:
+        """Let the watcher stand if nobody reads (started the first time):
+        it reads into the buffer until a task waits for news itself, then
+        hands over after its read in progress and parks."""
+        lot = self._watcher
+        if lot is not None:
+            lot.unpark()
+        elif self._nursery is not None and self._can_read():
+            lot = self._watcher = trio.lowlevel.ParkingLot()
+            self._nursery.start_soon(self._watch_loop, lot)
 
-    async def _reader(self) -> None:
-        """Background task: transport bytes -> core -> buffer, until EOF,
-        failure or release."""
-        transport = self._transport
+    async def _watch_loop(self, lot: trio.lowlevel.ParkingLot) -> None:
+        while self._can_read():
+            if (
+                self._waiting == 0
+                and not self._reading
+                and self._buffered < self.receive_buffer_size
+            ):
+                await self._read()
+            else:
+                await lot.park()  # someone reads, or backpressure
+
+    def _can_read(self) -> bool:
         proto = self._proto
-        handshaken = False
-        reads = 0
-        try:
-            while True:
-                if self._released:
-                    return
-                if self._buffered >= self.receive_buffer_size and not self._closed:
-                    if self._reader_parked is None:
-                        self._reader_parked = trio.lowlevel.ParkingLot()
-                    await self._reader_parked.park()
-                    continue
-                try:
-                    # Take what is already there without a schedule
-                    # point (one every _YIELD_EVERY reads, so that a
-                    # flood cannot starve other tasks); wait otherwise.
-                    data: bytes | bytearray | None
-                    data = transport.try_receive(_READ_SIZE)
-                    if data is None:
-                        reads = 0
-                        data = await transport.receive_some(_READ_SIZE)
-                    else:
-                        reads += 1
-                        if reads >= _YIELD_EVERY:
-                            reads = 0
-                            await trio.lowlevel.cancel_shielded_checkpoint()
-                except trio.BrokenResourceError as exc:
-                    if self._releasing:
-                        return  # this side is closing the transport
-                    if proto.decided:
-                        # Both ENDs were exchanged: nothing was lost, the
-                        # transport just ended untidily (a TLS peer that
-                        # closed without close_notify). No reset.
-                        await self._release()
-                    else:
-                        self._fail_broken(exc)
-                    return
-                except trio.ClosedResourceError:
-                    return  # released by this side
-                if not data:
-                    await self._on_eof()
-                    return
-                try:
-                    events = proto.receive_data(data)
-                except ProtocolError as exc:
-                    self._deliver(exc.events)
-                    self._fail_protocol(exc)
-                    return
-                if events:
-                    self._deliver(events)
-                    if proto.may_release:
-                        await self._release()
-                        return
-                if not handshaken and proto.handshake_complete:
-                    handshaken = True
-                    self._changed.unpark_all()
-        finally:
-            self._reader_done = True
-            self._changed.unpark_all()
+        return not (
+            self._released is not None or proto.eof_received or proto.cause is not None
+        )
 
-    def _deliver(self, events: Any) -> None:
-        buffer = self._buffer
-        woke = False
+    async def _wait_until(self, done: Callable[[], bool]) -> None:
+        """Wait until ``done()``, reading the transport in this task whenever
+        nobody else is. Not bounded: the caller's cancel scope bounds it."""
+        self._waiting += 1
+        try:
+            while not done():
+                if not self._reading and self._can_read():
+                    await self._read()
+                else:
+                    await self._changed.park()
+        finally:
+            self._waiting -= 1
+            if self._waiting == 0:
+                self._watch()
+
+    async def _read(self) -> None:
+        """Read once from the transport, feed the core, and act on what
+        follows. The caller checked that nobody else is reading."""
+        transport = self._transport
+        self._reading = True
+        try:
+            # What is already there is taken without a schedule point.
+            data: bytes | bytearray | None = transport.try_receive(_READ_SIZE)
+            if data is None:
+                data = await transport.receive_some(_READ_SIZE)
+        except trio.BrokenResourceError as exc:
+            self._broken(exc)
+            return
+        except trio.ClosedResourceError:
+            return  # released by this side meanwhile
+        finally:
+            self._reading = False
+            self._changed.unpark_all()
+        if not data:
+            with contextlib.suppress(ConnectionTruncated):  # recorded in the core
+                self._proto.receive_eof()
+        else:
+            try:
+                events = self._proto.receive_data(data)
+            except ProtocolError as exc:
+                self._deliver(exc.events)
+                logger.debug("protocol error on %r: %s", self, exc)
+                self._release_now(reset=True)
+                return
+            if events:
+                self._deliver(events)
+        await self._step()
+
+    def _deliver(self, events: Sequence[object]) -> None:
         for event in events:
             if type(event) is Message:
-                if self._closed:
+                if self._proto.closing:
                     self._proto.discard(1)
                     continue
+                buffer = self._buffer
                 if buffer is None:
                     buffer = self._buffer = deque()
                 buffer.append(event.data)
                 self._buffered += len(event.data) + _MESSAGE_OVERHEAD
-                woke = True
             elif type(event) is ShutdownRequest:
                 self.shutdown_reason = event.reason
                 self.shutdown_grace_period = event.grace_period
                 self.shutdown_deadline = trio.current_time() + event.grace_period
-                self._set_shutdown_requested()
-            elif type(event) is End:
-                woke = True
-        if woke:
-            self._changed.unpark_all()
-
-    async def _on_eof(self) -> None:
-        if self._cutting and not self._proto.end_received:
-            # aclose() closed first and was lingering for this EOF: the
-            # truncation is this side's (proto.close() records it so).
-            self._changed.unpark_all()
-            await self._release()
-            return
-        try:
-            self._proto.receive_eof()
-        except ConnectionTruncated as exc:
-            detail = str(exc)
-            self._failure = lambda: ConnectionTruncated(detail)
-            self._changed.unpark_all()
-            await self._release()
-            return
+                if self._shutdown_event is not None:
+                    self._shutdown_event.set()
+            else:
+                assert type(event) is End
         self._changed.unpark_all()
-        # ``finished`` is true as soon as our END is encoded; it may still be
-        # queued behind another frame. Then _after_end() releases once it has
-        # been written.
-        if self._proto.may_release:
-            await self._release()
 
-    def _fail_broken(self, exc: trio.BrokenResourceError) -> None:
+    def _broken(self, exc: trio.BrokenResourceError) -> None:
         """The transport broke under a read or a write."""
-        if self._failure is not None or self._released:
-            return
         cause = exc.__cause__ or exc
         if is_reset(exc):
             detail = f"the peer reset the connection ({cause})"
-            self._proto.connection_reset(detail)
-            self._failure = _raiser(ConnectionReset, detail, cause)
+            self._proto.connection_reset(detail, error=cause)
         else:
             detail = f"the transport broke without the peer's END ({cause})"
-            self._proto.transport_broken(detail)
-            self._failure = _raiser(ConnectionTruncated, detail, cause)
-        self._transport.abort()
-        self._set_released()
+            self._proto.transport_broken(detail, error=cause)
+        # Decided already (a TLS peer that closed without close_notify after
+        # both ENDs): nothing was lost, so no reset.
+        self._release_now(reset=self._proto.cause is not None)
 
-    def _fail_protocol(self, exc: ProtocolError) -> None:
-        message = str(exc)
-        if isinstance(exc, MessageTooLarge):
-            size, limit = exc.size, exc.limit
-            self._failure = _raiser(
-                MessageTooLarge, message, exc, size=size, limit=limit
-            )
-        else:
-            self._failure = _raiser(ProtocolError, message, exc)
-        logger.debug("protocol error on %r: %s", self, message)
-        self._transport.abort()
-        self._set_released()
+    async def _step(self) -> None:
+        """Act on the core's state after a change: queue a due END, build
+        the termination once it is decided, release the transport when the
+        core allows it."""
+        self._settle()
+        if self._proto.may_release and self._released is None:
+            await self._release()
 
-    def _set_released(self) -> None:
-        self._discard_buffer_if_closed()
-        self._termination = self._proto.close()
-        self._released = True
-        self._changed.unpark_all()
-        if self._reader_parked is not None:
-            self._reader_parked.unpark_all()
+    def _settle(self) -> None:
+        """Queue END once it is due (asked for, allowed, and the application
+        has taken what came before the peer's END), and build the
+        termination once the ending is decided and nothing is left unread."""
+        if self._end_due():
+            self._write_soon(self._proto.send_end())
+        self._conclude()
 
-    def _discard_buffer_if_closed(self) -> None:
-        if self._closed and self._buffer:
-            self._proto.discard(len(self._buffer))
-            self._buffer.clear()
-            self._buffered = 0
+    def _end_due(self) -> bool:
+        proto = self._proto
+        return (
+            proto.end_requested
+            and not proto.end_sent
+            and proto.may_send_end
+            # A server's END counts what its application received: it waits
+            # for the messages before the client's END to be taken.
+            and (self.role is Role.CLIENT or not self._buffer)
+        )
 
-    async def _release(self) -> None:
-        """Release the transport (idempotent): drop readable input without
-        blocking (so it cannot cause a reset) and close."""
-        if self._releasing:
-            while not self._released:
-                await self._changed.park()
-            return
-        # Closing the transport wakes the reader, if it is reading, with
-        # ClosedResourceError; it then stops (it checks _releasing/_released).
-        self._releasing = True
-        if self._transport.close_now():
-            self._set_released()
-            return
+    def _conclude(self) -> None:
+        proto = self._proto
+        if proto.termination is None and proto.decided and not self._buffer:
+            proto.close()
+            self._changed.unpark_all()
+
+    async def receive(self) -> bytes:
+        """Receive the next message.
+
+        Returns:
+            The message's bytes (possibly empty).
+
+        Raises:
+            EndOfMessages: the peer sent END and every message before it has
+                been delivered (a :exc:`trio.EndOfChannel`). Raised again on
+                every later call.
+            trio.ClosedResourceError: this side closed or aborted the
+                connection.
+            ConnectionReset: the peer reset the connection.
+            ConnectionTruncated: the transport ended without the peer's END.
+            ProtocolError: the peer broke the protocol (including
+                :exc:`MessageTooLarge`).
+
+        Messages that arrived before an error are delivered before the
+        error is raised. Several tasks may wait at once; each message goes
+        to one of them.
+
+        Always a cancel point, and cancel-safe: if cancelled, no message was
+        taken. A schedule point when it has to wait; a message that is
+        already buffered is taken without one, except on every 16th call (so
+        that a busy connection cannot starve other tasks): one task switch
+        less per message than a Trio stream's ``receive_some``.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._buffer:
+            # A message is waiting: take it without a schedule point, but
+            # yield every _YIELD_EVERY operations so that a busy connection
+            # cannot starve the other tasks.
+            self._unyielded += 1
+            if self._unyielded < _YIELD_EVERY:
+                return self._take()
+            self._unyielded = 0
+            await trio.lowlevel.checkpoint()  # before taking: cancel-safe
+        elif self._outbox and not self._lock.locked():
+            await self._write()  # gathered replies go before this task waits
+        while not self._buffer:
+            error = self._receive_error()
+            if error is not None:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                raise error
+            # Nothing yet: read (or wait for the task that reads); the wait
+            # is the schedule point.
+            self._unyielded = 0
+            await self._wait_until(self._news)
+        return self._take()
+
+    def _news(self) -> bool:
+        return bool(self._buffer) or self._receive_error() is not None
+
+    def _take(self) -> bytes:
+        assert self._buffer is not None
+        data = self._buffer.popleft()
+        full = self._buffered >= self.receive_buffer_size
+        self._buffered -= len(data) + _MESSAGE_OVERHEAD
+        if not self._buffer:
+            self._settle()
+        if full and self._watcher is not None:
+            self._watcher.unpark()
+        return data
+
+    def _receive_error(self) -> BaseException | None:
+        """What :meth:`receive` raises once the buffer is empty, if any."""
+        proto = self._proto
+        if proto.closing:
+            return trio.ClosedResourceError("this connection was closed by this side")
+        if proto.end_received:
+            return EndOfMessages("the peer sent END: no more messages")
+        failure = proto.failure()
+        if failure is not None:
+            return failure
+        if not self._can_read():
+            return trio.ClosedResourceError("this connection has ended")
+        return None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next message; the iteration stops at the peer's END.
+
+        Raises the same errors as :meth:`receive`, except
+        :exc:`EndOfMessages`, which ends the iteration.
+        """
         try:
-            await self._transport.aclose_now()
-        finally:
-            if not self._released:
-                self._set_released()
+            return await self.receive()
+        except EndOfMessages:
+            raise StopAsyncIteration from None
 
-    # -------------------------------------------------------------- sending
+    # ---------------------------------------------------------------- writing
 
     def _send_error(self) -> BaseException:
         """The exception a send raises when this connection cannot send."""
-        if self._closed:
+        proto = self._proto
+        if proto.closing:
             return trio.ClosedResourceError("this connection was closed by this side")
-        if self._failure is not None:
-            return self._failure()
-        if self._eof_called or self._end_pending or self._proto.end_sent:
+        failure = proto.failure()
+        if failure is not None:
+            return failure
+        if proto.end_requested or proto.end_sent:
             return trio.ClosedResourceError("send_eof() was called: no more sends")
         return trio.ClosedResourceError("this connection has ended")
 
@@ -558,311 +585,149 @@ class Connection:
         that does not read can hold a write indefinitely), the connection is
         aborted, because half a frame cannot be taken back.
         """
-        if (
-            self._closed
-            or self._eof_called
-            or self._end_pending
-            or not self._proto.can_send
-        ):
+        proto = self._proto
+        if not proto.can_send or proto.closing or proto.end_requested:
             await trio.lowlevel.checkpoint_if_cancelled()
             raise self._send_error()
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
-        if size > self._proto.max_message_size:
+        if size > proto.max_message_size:
             await trio.lowlevel.checkpoint_if_cancelled()
             raise MessageTooLarge(
-                f"message of {size} bytes; the limit is {self._proto.max_message_size}",
+                f"message of {size} bytes; the limit is {proto.max_message_size}",
                 size=size,
-                limit=self._proto.max_message_size,
+                limit=proto.max_message_size,
             )
         if type(data) is not bytes:
             data = bytes(data)
-        if self._writing or self._queue:
-            await self._submit(_Pending(data, None))
-            return
-        # The common case, no other writer: no queue round trip.
-        await trio.lowlevel.checkpoint_if_cancelled()
-        frame = self._proto.send_message(data)
-        if self._buffer and self._outbox_bytes < _OUTBOX_LIMIT:
-            # More received messages are already waiting, so the application
-            # is about to come back: gather this frame with the next ones
-            # into one write. The outbox is written before this task next
-            # waits or yields (by the flusher, which runs at that point), so
-            # a reply is never held back behind unrelated work.
-            self._outbox.append(frame)
-            self._outbox_bytes += len(frame)
-            self._wake_flusher()
-            return
-        if self._outbox:
-            self._outbox.append(frame)
-            frame = b"".join(self._outbox)
-            self._outbox = []
-            self._outbox_bytes = 0
-        self._writing = True
+        if self._lock.locked():
+            await self._lock.acquire()  # cancelled here: nothing was sent
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            self._lock.acquire_nowait()
         try:
-            await self._write(frame)
-            if self._queue or self._outbox:
-                await self._flush()
-        finally:
-            self._writing = False
-
-    def _wake_flusher(self) -> None:
-        if self._flusher_lot is not None:
-            self._flusher_lot.unpark()
-        elif self._nursery is not None:
-            self._flusher_lot = trio.lowlevel.ParkingLot()
-            self._nursery.start_soon(self._outbox_flusher, self._flusher_lot)
-
-    async def _outbox_flusher(self, lot: trio.lowlevel.ParkingLot) -> None:
-        """Writes the outbox once the application's task yields (started the
-        first time a frame is gathered; parked otherwise)."""
-        while True:
-            if self._outbox:
-                await self._background_flush()
-            await lot.park()
-
-    async def _submit(self, item: _Pending) -> None:
-        """Write ``item`` after everything queued before it; return once it
-        has been handed to the transport."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._writing:
-            await self._wait_written(item)
-            return
-        self._writing = True
-        try:
-            self._queue.append(item)
-            await self._flush()
-        finally:
-            self._writing = False
-        if item.error is not None:
-            raise item.error
-
-    async def _wait_written(self, item: _Pending) -> None:
-        """Queue ``item`` behind the active writer and wait for it."""
-        done = item.done = trio.Event()
-        self._queue.append(item)
-        try:
-            await done.wait()
-        except BaseException:
-            if not item.taken:
-                self._queue.remove(item)
-                raise
-            self._abort_for(
-                timed_out=False, detail="cancelled while its message was being written"
-            )
-            raise
-        if item.error is not None:
-            raise item.error
-
-    async def _flush(self) -> None:
-        """Write everything queued, in order, several frames per write.
-
-        Called only by the task holding the writer role. Raises what the
-        write raised; queued items are then failed with the connection's
-        error.
-        """
-        proto = self._proto
-        while self._queue or self._outbox:
-            batch, self._queue = self._queue, []
-            parts, self._outbox = self._outbox, []
-            self._outbox_bytes = 0
-            for item in batch:
-                item.taken = True
-                if item.data is None:
-                    assert item.frame is not None
-                    parts.append(item.frame)
-                elif self._closed or not proto.can_send:
-                    item.error = self._send_error()
-                else:
-                    parts.append(proto.send_message(item.data))
-            try:
-                if parts:
-                    await self._write(parts[0] if len(parts) == 1 else b"".join(parts))
-            except BaseException:
-                for item in batch + self._queue:
-                    item.taken = True
-                    if item.done is not None:
-                        item.error = item.error or self._send_error()
-                        item.done.set()
-                self._queue.clear()
-                raise
-            for item in batch:
-                if item.done is not None:
-                    item.done.set()
-        if proto.end_sent and not proto.end_out:
-            await self._after_end()
-
-    async def _write(self, data: bytes) -> None:
-        try:
-            sent = self._transport.try_send(data)
-            if sent < len(data):
-                await self._transport.send_all(
-                    memoryview(data)[sent:] if sent else data
-                )
-                self._unyielded = 0
+            if not proto.can_send or proto.closing:
+                raise self._send_error()
+            frame = proto.send_message(data)
+            if self._buffer and self._outbox_bytes < _OUTBOX_LIMIT:
+                # More received messages are already waiting, so the
+                # application is about to come back: gather this frame with
+                # the next ones into one write, made by its last reply, or
+                # before this task waits in receive, or by the flusher as
+                # soon as this task yields, whichever comes first.
+                self._outbox.append(frame)
+                self._outbox_bytes += len(frame)
+                self._wake_flusher()
                 return
+            await self._drain(frame)
+        finally:
+            self._lock.release()
+
+    async def _write(self, encode: Callable[[], bytes] | None = None) -> None:
+        """Take the lock, then write the outbox and the frame ``encode()``
+        returns (encoded under the lock, so that it goes after every frame
+        queued before)."""
+        async with self._lock:
+            await self._drain(b"" if encode is None else encode())
+
+    def _due_end(self) -> bytes:
+        """This side's END if it is due (see :meth:`_end_due`), else
+        nothing."""
+        return self._proto.send_end() if self._end_due() else b""
+
+    async def _drain(self, frame: bytes) -> None:
+        """Write the outbox and ``frame``, then the FIN if END went out.
+        Called with the lock held: the one place that writes."""
+        transport = self._transport
+        outbox = self._outbox
+        if outbox:
+            outbox.append(frame)
+        try:
+            while frame or outbox:
+                if outbox:
+                    frame = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+                    outbox.clear()
+                    self._outbox_bytes = 0
+                sent = transport.try_send(frame)
+                if sent < len(frame):
+                    await transport.send_all(
+                        memoryview(frame)[sent:] if sent else frame
+                    )
+                    self._unyielded = 0
+                else:
+                    # Written at once, without waiting: a schedule point only
+                    # every _YIELD_EVERY operations (it cannot raise).
+                    self._unyielded += 1
+                    if self._unyielded >= _YIELD_EVERY:
+                        self._unyielded = 0
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                frame = b""
+            proto = self._proto
+            if proto.end_sent and not proto.end_out and proto.cause is None:
+                with contextlib.suppress(trio.ClosedResourceError):
+                    await transport.send_eof()
+                proto.end_written()
+                self._changed.unpark_all()
+                await self._step()
         except trio.BrokenResourceError as exc:
-            self._fail_broken(exc)
+            self._broken(exc)
             raise self._send_error() from exc
         except trio.ClosedResourceError as exc:
             raise self._send_error() from exc
         except BaseException as exc:
-            # Cancelled (or KeyboardInterrupt) in the middle of a frame.
+            # Cancelled (or KeyboardInterrupt) in the middle of a frame: half
+            # a frame cannot be taken back.
             self._abort_for(
                 timed_out=_is_deadline(exc),
                 detail="cancelled in the middle of writing a frame",
             )
             raise
-        # Written at once, without waiting: a schedule point only every
-        # _YIELD_EVERY operations (it cannot raise: the frame is out).
-        self._unyielded += 1
-        if self._unyielded >= _YIELD_EVERY:
-            self._unyielded = 0
-            await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def _enqueue_background(self, frame: bytes) -> None:
-        """Send a control frame from synchronous code: at once if nothing
-        else is being written and the kernel takes it whole (no task needed:
-        this is what keeps a server's shutdown of thousands of connections
-        cheap); otherwise queued for the active writer, or for a helper task
-        in the connection's nursery. An END always goes through the queue,
-        which half-closes the transport after it."""
-        if (
-            not self._writing
-            and not self._queue
-            and not self._outbox
-            and not self._proto.end_sent
-            and self._failure is None
-        ):
+    def _write_soon(self, frame: bytes) -> None:
+        """Send a control frame from synchronous code: at once if the lock
+        is free and the kernel takes it whole (no task needed: this is what
+        keeps a server's shutdown of thousands of connections cheap);
+        otherwise the lock's holder writes it after its own, or a task in
+        the connection's nursery does. END always goes through a task: the
+        FIN after it needs one."""
+        if not self._lock.locked() and not self._outbox and not self._proto.end_sent:
             try:
                 sent = self._transport.try_send(frame)
             except trio.BrokenResourceError as exc:
-                self._fail_broken(exc)
+                self._broken(exc)
                 return
             except trio.ClosedResourceError:
                 return
-            if sent == len(frame):
-                return
             frame = frame[sent:]
-        self._queue.append(_Pending(None, frame))
-        if not self._writing and self._nursery is not None:
-            self._nursery.start_soon(self._background_flush)
+            if not frame:
+                return
+        self._outbox.append(frame)
+        self._outbox_bytes += len(frame)
+        if not self._lock.locked() and self._nursery is not None:
+            self._nursery.start_soon(self._write_in_background)
 
-    async def _background_flush(self) -> None:
-        """Take the writer role, if free, and write what is queued or
-        gathered. A failure is already recorded in the connection's state
+    def _wake_flusher(self) -> None:
+        lot = self._flusher
+        if lot is not None:
+            lot.unpark()
+        elif self._nursery is not None:
+            lot = self._flusher = trio.lowlevel.ParkingLot()
+            self._nursery.start_soon(self._flush_loop, lot)
+
+    async def _flush_loop(self, lot: trio.lowlevel.ParkingLot) -> None:
+        """Writes gathered frames once the application's task yields
+        (started the first time a frame is gathered; parked otherwise)."""
+        while True:
+            if self._outbox and not self._lock.locked():
+                await self._write_in_background()
+            await lot.park()
+
+    async def _write_in_background(self) -> None:
+        """Write what is queued. A failure is already recorded in the core
         (the application sees it at its next call), so it is only logged."""
-        if self._writing or not (self._queue or self._outbox):
-            return
-        self._writing = True
         try:
-            await self._flush()
+            await self._write()
         except Exception:  # already recorded in the connection's state
             logger.debug("background write failed on %r", self, exc_info=True)
-        finally:
-            self._writing = False
-
-    async def _after_end(self) -> None:
-        """After this side's END went out: half-close the transport, and
-        release it if the peer is done too."""
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._transport.send_eof()
-        if self._proto.end_sent:
-            self._proto.end_written()
-        if self._proto.may_release:
-            await self._release()
-
-    # ------------------------------------------------------------ receiving
-
-    async def receive(self) -> bytes:
-        """Receive the next message.
-
-        Returns:
-            The message's bytes (possibly empty).
-
-        Raises:
-            EndOfMessages: the peer sent END and every message before it has
-                been delivered (a :exc:`trio.EndOfChannel`). Raised again on
-                every later call.
-            trio.ClosedResourceError: this side closed or aborted the
-                connection.
-            ConnectionReset: the peer reset the connection.
-            ConnectionTruncated: the transport ended without the peer's END.
-            ProtocolError: the peer broke the protocol (including
-                :exc:`MessageTooLarge`).
-
-        Messages that arrived before an error are delivered before the
-        error is raised. Several tasks may wait at once; each message goes
-        to one of them.
-
-        Always a cancel point, and cancel-safe: if cancelled, no message was
-        taken. A schedule point when it has to wait; a message that is
-        already buffered is taken without one, except on every 16th call (so
-        that a busy connection cannot starve other tasks): one task switch
-        less per message than a Trio stream's ``receive_some``.
-        """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        yielded = False
-        if self._buffer:
-            # A message is waiting: take it without a schedule point, but
-            # yield every _YIELD_EVERY operations so that a busy connection
-            # cannot starve the other tasks.
-            self._unyielded += 1
-            if self._unyielded < _YIELD_EVERY:
-                return self._take()
-            self._unyielded = 0
-            await trio.lowlevel.checkpoint()  # before taking: cancel-safe
-            yielded = True
-        while True:
-            if self._buffer:
-                return self._take()
-            error = self._receive_error()
-            if error is not None:
-                if not yielded:
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                raise error
-            # Nothing yet: the wait is the schedule point, and the message
-            # is then taken without a second one.
-            self._unyielded = 0
-            await self._changed.park()
-            yielded = True
-
-    def _take(self) -> bytes:
-        assert self._buffer is not None
-        data = self._buffer.popleft()
-        self._buffered -= len(data) + _MESSAGE_OVERHEAD
-        if (
-            self._reader_parked is not None
-            and self._buffered < self.receive_buffer_size
-        ):
-            self._reader_parked.unpark()
-        return data
-
-    def _receive_error(self) -> BaseException | None:
-        """What :meth:`receive` raises once the buffer is empty, if any."""
-        if self._closed:
-            return trio.ClosedResourceError("this connection was closed by this side")
-        if self._proto.end_received:
-            self._send_deferred_end()
-            return EndOfMessages("the peer sent END: no more messages")
-        if self._failure is not None:
-            return self._failure()
-        if self._reader_done:
-            return trio.ClosedResourceError("this connection has ended")
-        return None
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
-
-    async def __anext__(self) -> bytes:
-        """The next message; the iteration stops at the peer's END.
-
-        Raises the same errors as :meth:`receive`, except
-        :exc:`EndOfMessages`, which ends the iteration.
-        """
-        try:
-            return await self.receive()
-        except EndOfMessages:
-            raise StopAsyncIteration from None
 
     # ------------------------------------------------------------- half-close
 
@@ -893,32 +758,26 @@ class Connection:
         Idempotent. A checkpoint. If cancelled while END is being written,
         the connection is aborted.
         """
-        if self._closed:
+        proto = self._proto
+        if proto.closing:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("this connection was closed by this side")
-        if self._eof_called:
+        if proto.end_requested:
             await trio.lowlevel.checkpoint()
             return
-        if self._failure is not None:
+        failure = proto.failure()
+        if failure is not None:
             await trio.lowlevel.checkpoint()
-            raise self._failure()
-        self._eof_called = True
-        if self.role is Role.CLIENT:
-            await self._submit(_Pending(None, self._proto.send_end()))
-            return
-        self._end_pending = True
-        if not self._proto.end_received:
+            raise failure
+        proto.request_end()
+        if self.role is Role.SERVER and not proto.end_received:
             self._request_shutdown(None, self.grace_period)
-        elif not self._buffer:
-            self._send_deferred_end()
+        elif self._end_due():
+            await self._write(self._due_end)
+            return
+        else:
+            self._settle()  # a server's END waits for its messages to be read
         await trio.lowlevel.checkpoint()
-
-    def _send_deferred_end(self) -> None:
-        """Server: the application has read everything up to the client's
-        END and asked for its own END; queue it."""
-        if self._end_pending and self._proto.may_send_end:
-            self._end_pending = False
-            self._enqueue_background(self._proto.send_end())
 
     def request_shutdown(
         self, reason: str | None = None, *, grace_period: float | None = None
@@ -949,7 +808,7 @@ class Connection:
             raise RuntimeError(
                 "only a server can request shutdown; a client ends with send_eof()"
             )
-        if self._closed:
+        if self._proto.closing:
             return
         self._request_shutdown(
             reason, self.grace_period if grace_period is None else grace_period
@@ -962,17 +821,18 @@ class Connection:
             or proto.end_received
             or proto.cause is not None
             or proto.our_state is not SideState.OPEN
-            or self._released
+            or self._released is not None
         ):
             return
         frame = proto.send_shutdown(grace, reason)
         self.shutdown_reason = reason
         self.shutdown_grace_period = grace
         self.shutdown_deadline = trio.current_time() + grace
-        self._set_shutdown_requested()
-        self._enqueue_background(frame)
+        if self._shutdown_event is not None:
+            self._shutdown_event.set()
+        self._write_soon(frame)
 
-    # ---------------------------------------------------------------- ending
+    # ----------------------------------------------------------------- ending
 
     def abort(self) -> None:
         """End the connection at once, forcefully.
@@ -992,45 +852,62 @@ class Connection:
         self._abort_for(timed_out=False, detail="aborted by this side")
 
     def _abort_for(self, *, timed_out: bool, detail: str) -> None:
+        """The one abort: ``abort()``, an exception or a cancellation in the
+        block, a close cut short. An abort at or after the deadline given to
+        :meth:`set_deadline` is that deadline's time-out."""
         if trio.current_time() >= self._deadline:
             timed_out = True
             detail = self._deadline_reason
-        self._closed = True
-        if not self._released:
-            if (
-                self._proto.decided
-                and self._proto.cause is None
-                and self._transport.close_quietly()
-            ):
-                # Both ENDs were exchanged and ours is out: nothing can be
-                # lost any more, so close without a reset (the report stays
-                # CLEAN, and the peer's experience agrees with it).
-                self._set_released()
-            else:
-                self._proto.abort(timed_out=timed_out, detail=detail)
-                self._transport.abort()
-                self._set_released()
-        self._fail_waiting_writers()
+        proto = self._proto
+        proto.begin_close(now=True)
+        if self._released is not None and self._released.is_set():
+            return
+        if proto.decided and proto.cause is None:
+            # Both ENDs were exchanged and ours is out: nothing can be lost
+            # any more, so close without a reset where the stream allows it
+            # (the report stays CLEAN, and the peer's experience agrees).
+            self._release_now(reset=False)
+        else:
+            proto.abort(timed_out=timed_out, detail=detail)
+            self._release_now(reset=True)
 
-    def _fail_waiting_writers(self) -> None:
+    def _release_now(self, *, reset: bool) -> None:
+        """Release the transport without waiting: a reset, or a close that
+        drops unread input (an asynchronous one for TLS, whose goodbye
+        cannot wait: it is then sent by the block's end)."""
+        transport = self._transport
+        if reset or not transport.close_quietly():
+            transport.abort()
+        self._released_done()
+
+    def _released_done(self) -> None:
+        proto = self._proto
+        if proto.closing and self._buffer:
+            proto.discard(len(self._buffer))
+            self._buffer.clear()
+            self._buffered = 0
         self._outbox.clear()
         self._outbox_bytes = 0
-        for item in self._queue:
-            item.taken = True
-            item.error = trio.ClosedResourceError("this connection was aborted")
-            if item.done is not None:
-                item.done.set()
-        self._queue.clear()
-
-    def _begin_close(self) -> None:
-        """No more application sends or receives; messages that arrive from
-        now on are discarded and counted."""
-        self._closed = True
-        self._end_pending = False
-        self._discard_buffer_if_closed()
-        if self._reader_parked is not None:
-            self._reader_parked.unpark_all()
+        if proto.termination is None:
+            proto.close()
+        if self._released is None:
+            self._released = trio.Event()
+        self._released.set()
         self._changed.unpark_all()
+
+    async def _release(self) -> None:
+        """Release the transport (idempotent; a second caller waits for the
+        first): drop readable input without blocking, so that it cannot
+        cause a reset, and close."""
+        if self._released is not None:
+            await self._released.wait()
+            return
+        self._released = trio.Event()
+        try:
+            if not self._transport.close_now():
+                await self._transport.aclose_now()
+        finally:
+            self._released_done()
 
     async def aclose(self) -> None:
         """Close now, in one step, without losing the peer's data to a reset.
@@ -1047,30 +924,77 @@ class Connection:
         reset that would destroy data already sent. Messages discarded so
         are counted in :attr:`termination`.
 
+        If another task is blocked in :meth:`send` (a peer that does not
+        read), END cannot follow its half-written frame: the transport is
+        closed at once, that task gets :exc:`trio.ClosedResourceError`, and
+        the ending is ``TRUNCATED`` by this side.
+
         Trio's :class:`~trio.abc.AsyncResource` contract: idempotent; if
         cancelled, the transport is still released (without the linger) and
         the cancellation propagates. A checkpoint. Later calls on the
-        connection raise :exc:`trio.ClosedResourceError`.
+        connection raise :exc:`trio.ClosedResourceError`. Calls at once
+        compose: a second ``aclose()`` (or :meth:`shutdown`) waits for the
+        first and gives its outcome; an ``aclose()`` during a
+        :meth:`shutdown` in another task turns it into this close.
         """
-        if self._closed:
+        proto = self._proto
+        if proto.closing == "now" or self._released is not None:
             await trio.lowlevel.checkpoint()
-            if not self._released:
-                await self._release()
+            await self._wait_released()
             return
-        self._begin_close()
-        self._cutting = True
+        # (A graceful close in progress in another task ends with this one.)
+        proto.begin_close(now=True)
+        self._discard_unread()
         try:
-            with trio.move_on_after(self._transport.linger):
-                if self._failure is None and not self._released:
-                    if self._proto.may_send_end:
-                        await self._submit(_Pending(None, self._proto.send_end()))
-                    elif not self._proto.end_out:
-                        if self._outbox:  # gathered frames go before the FIN
-                            await self._submit(_Pending(None, b""))
-                        await self._after_end()
-                    await self._wait_reader_done()
+            # With another task blocked writing (a peer that does not read),
+            # END cannot go after its half-written frame: the release below
+            # wakes that task with ClosedResourceError.
+            if (
+                not self._lock.locked()
+                and self._released is None
+                and proto.cause is None
+            ):
+                with (
+                    trio.move_on_after(self._transport.linger),
+                    contextlib.suppress(
+                        trio.BrokenResourceError, trio.ClosedResourceError
+                    ),
+                ):
+                    async with self._lock:
+                        if proto.may_send_end:
+                            proto.request_end()
+                            await self._drain(proto.send_end())
+                        elif not proto.end_sent:  # no END allowed: FIN alone
+                            await self._drain(b"")
+                            await self._transport.send_eof()
+                            proto.fin_written()
+                    await self._wait_until(self._release_allowed)
         finally:
             await self._release()
+
+    def _release_allowed(self) -> bool:
+        return self._proto.may_release or self._released is not None
+
+    async def _wait_released(self) -> None:
+        """A second close: wait for the first one's release; if cancelled,
+        release now (Trio's ``AsyncResource`` contract)."""
+        try:
+            await self._wait_until(self._is_released)
+        except BaseException:
+            if not self._is_released():
+                self._release_now(reset=False)
+            raise
+
+    def _is_released(self) -> bool:
+        return self._released is not None and self._released.is_set()
+
+    def _discard_unread(self) -> None:
+        """The application closes: what it left unread is discarded and
+        counted."""
+        if self._buffer:
+            self._proto.discard(len(self._buffer))
+            self._buffer.clear()
+            self._buffered = 0
 
     async def shutdown(self, grace_period: float | None = None) -> Termination:
         """The graceful asymmetric close for this side's role.
@@ -1099,7 +1023,7 @@ class Connection:
         the cancellation propagates. A checkpoint.
         """
         await trio.lowlevel.checkpoint()
-        if self._termination is None:
+        if not self._is_released():
             grace = self.grace_period if grace_period is None else grace_period
             try:
                 await self._graceful(trio.current_time() + grace, reason=None)
@@ -1109,35 +1033,35 @@ class Connection:
                     detail=f"{type(exc).__name__} during a graceful shutdown",
                 )
                 raise
-        assert self._termination is not None
-        return self._termination
+        termination = self._proto.termination
+        assert termination is not None
+        return termination
 
     async def _graceful(self, deadline: float, reason: str | None) -> None:
         """The graceful close shared by :meth:`shutdown` and the block's
-        normal exit, bounded by ``deadline``."""
-        if self._closed:
-            await self._release()
+        normal exit, bounded by ``deadline``. A second one, or one after
+        ``aclose()``, waits for the first."""
+        proto = self._proto
+        if proto.closing is not None:
+            await self._wait_released()
             return
-        if self.role is Role.SERVER and not self._proto.end_received:
+        if self.role is Role.SERVER and not proto.end_received:
             self._request_shutdown(reason, max(0.0, deadline - trio.current_time()))
-        self._begin_close()
+        proto.begin_close()
+        proto.request_end()
+        self._discard_unread()
         with trio.move_on_at(deadline) as scope:
             try:
-                if self.role is Role.CLIENT:
-                    await self._client_graceful()
-                else:
-                    await self._server_graceful()
+                if self._end_due():
+                    await self._write(self._due_end)
+                await self._step()
+                await self._wait_until(self._release_allowed)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                # The peer broke the connection meanwhile (the termination
-                # records it), or another task aborted it: all that is left
-                # is to release the transport.
+                # The peer broke the connection meanwhile (the core records
+                # it), or another task aborted it: all that is left is to
+                # release the transport.
                 pass
-        if (
-            scope.cancelled_caught
-            and self._failure is None
-            and not self._released
-            and not self._proto.finished
-        ):
+        if scope.cancelled_caught and not proto.decided:
             self._abort_for(
                 timed_out=True,
                 detail=f"the peer did not finish within the grace period "
@@ -1145,27 +1069,6 @@ class Connection:
             )
             return
         await self._release()
-
-    async def _client_graceful(self) -> None:
-        proto = self._proto
-        if self._failure is None and not proto.end_sent and proto.can_send:
-            await self._submit(_Pending(None, proto.send_end()))
-        while not (
-            proto.end_received or self._failure is not None or self._reader_done
-        ):
-            await self._changed.park()
-
-    async def _server_graceful(self) -> None:
-        proto = self._proto
-        while not (
-            proto.end_received or self._failure is not None or self._reader_done
-        ):
-            await self._changed.park()
-        if proto.may_send_end:
-            await self._submit(_Pending(None, proto.send_end()))
-            # Wait for the client's EOF (normally here already) so that the
-            # close cannot race a late byte into a reset.
-            await self._wait_reader_done()
 
     async def _exit(self, exc: BaseException | None) -> None:
         """How the ``async with`` block ends (see the class docstring)."""
@@ -1175,7 +1078,7 @@ class Connection:
                 detail=f"the block exited with {type(exc).__name__}",
             )
             return
-        if self._termination is not None:
+        if self._is_released():
             return
         try:
             await self._graceful(
@@ -1187,6 +1090,90 @@ class Connection:
                 detail=f"{type(inner).__name__} during the graceful close",
             )
             raise
+
+
+@asynccontextmanager
+async def running(
+    conn: Connection,
+    *,
+    handshake: bool = False,
+    started: Callable[[], None] | None = None,
+) -> AsyncIterator[Connection]:
+    """Run ``conn`` for the duration of the block: a nursery owned by the
+    block for its helper tasks, the preamble sent (then ``started()`` is
+    called), and the connection ended as :class:`Connection` documents when
+    the block ends. With ``handshake``, the block starts once the peer's
+    preamble has arrived or the connection has ended. An exception leaves
+    the block as itself, not wrapped in an ``ExceptionGroup``."""
+    escaping: BaseException | None = None
+    unwrapped: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                conn._nursery = nursery
+                await conn._write(conn._proto.preamble)
+                if started is not None:
+                    started()
+                conn._watch()
+                if handshake:
+                    await conn._wait_until(
+                        lambda: conn.handshake_complete or not conn._can_read()
+                    )
+            except BaseException as exc:
+                escaping = exc
+                await conn._exit(exc)
+                raise
+            try:
+                yield conn
+            except BaseException as exc:
+                escaping = exc
+                await conn._exit(exc)
+                raise
+            try:
+                await conn._exit(None)
+            except BaseException as exc:
+                escaping = exc
+                raise
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if not only_exception(group, escaping):
+            raise
+        unwrapped = escaping
+    finally:
+        if not conn._is_released():
+            conn._abort_for(timed_out=False, detail="the connection's block ended")
+        # Streams without a synchronous close are released here.
+        await trio.aclose_forcefully(conn.transport)
+    if unwrapped is not None:
+        raise unwrapped
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    stack = [exc]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return leaves
+
+
+def only_exception(
+    group: BaseExceptionGroup[BaseException], escaping: BaseException | None
+) -> bool:
+    """Whether ``group`` holds nothing but ``escaping`` (possibly nested):
+    then a nursery only wrapped the block's own exception. ``escaping`` may
+    itself be an exception group; Trio's cancel scopes may have split it
+    into copies on the way, so the exceptions it holds are compared, not
+    the group."""
+    if escaping is None:
+        return False
+    own = {id(leaf) for leaf in _leaves(escaping)}
+    found = {id(leaf) for leaf in _leaves(group)}
+    return bool(found) and found == own
 
 
 def check_options(
@@ -1212,25 +1199,6 @@ def check_options(
         raise ValueError(f"grace_period must be >= 0, not {grace_period!r}")
     if not linger >= 0:
         raise ValueError(f"linger must be >= 0, not {linger!r}")
-
-
-def _raiser(
-    cls: Callable[..., BaseException],
-    message: str,
-    cause: BaseException | None,
-    **fields: Any,
-) -> Callable[[], BaseException]:
-    """A factory of the error a broken connection raises on every later
-    call: a new instance each time (re-raising one instance would grow its
-    traceback), chained to what broke it (``__cause__``: the ``OSError`` of
-    a reset, the first ``ProtocolError``)."""
-
-    def make() -> BaseException:
-        exc = cls(message, **fields)
-        exc.__cause__ = cause
-        return exc
-
-    return make
 
 
 def _address(transport: TransportStream, method: str) -> Any:

@@ -1,8 +1,9 @@
 """Opening client connections, and wrapping any Trio stream as a connection.
 
 Every connection is an ``async with`` block that owns a nursery: the
-connection's background reader lives there, so it can never outlive the
-block. :func:`running` is that block, shared by clients and servers.
+connection's helper tasks live there, so they can never outlive the block.
+That block (``running``, in the connection's module) is shared by clients
+and servers.
 """
 
 from __future__ import annotations
@@ -15,87 +16,19 @@ from typing import Any
 
 import trio
 
-from ._compat import BaseExceptionGroup
 from ._connection import (
     DEFAULT_GRACE_PERIOD,
     DEFAULT_RECEIVE_BUFFER_SIZE,
     Connection,
     check_options,
+    only_exception,
+    running,
 )
 from ._frames import DEFAULT_MAX_MESSAGE_SIZE
 from ._state import Role
 from ._transport import DEFAULT_LINGER, TransportStream
 
-__all__ = ["connect_tcp", "connect_unix", "running", "wrap_stream"]
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    leaves: list[BaseException] = []
-    stack = [exc]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    return leaves
-
-
-def only_exception(
-    group: BaseExceptionGroup[BaseException], escaping: BaseException | None
-) -> bool:
-    """Whether ``group`` holds nothing but ``escaping`` (possibly nested):
-    then a nursery only wrapped the block's own exception. ``escaping`` may
-    itself be an exception group; Trio's cancel scopes may have split it
-    into copies on the way, so the exceptions it holds are compared, not
-    the group."""
-    if escaping is None:
-        return False
-    own = {id(leaf) for leaf in _leaves(escaping)}
-    found = {id(leaf) for leaf in _leaves(group)}
-    return bool(found) and found == own
-
-
-@asynccontextmanager
-async def running(conn: Connection) -> AsyncIterator[Connection]:
-    """Run ``conn`` for the duration of the block: start its reader in a
-    nursery owned by the block, send the preamble, and end the connection
-    as :class:`Connection` documents when the block ends. An exception
-    leaves the block as itself, not wrapped in an ``ExceptionGroup``."""
-    escaping: BaseException | None = None
-    unwrapped: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            try:
-                await conn._start(nursery)
-            except BaseException as exc:
-                escaping = exc
-                await conn._exit(exc)
-                raise
-            try:
-                yield conn
-            except BaseException as exc:
-                escaping = exc
-                await conn._exit(exc)
-                raise
-            try:
-                await conn._exit(None)
-            except BaseException as exc:
-                escaping = exc
-                raise
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        if not only_exception(group, escaping):
-            raise
-        unwrapped = escaping
-    finally:
-        if conn.termination is None:
-            conn._abort_for(timed_out=False, detail="the connection's block ended")
-        # Streams without a synchronous close are released here.
-        await trio.aclose_forcefully(conn.transport)
-    if unwrapped is not None:
-        raise unwrapped
+__all__ = ["connect_tcp", "connect_unix", "only_exception", "running", "wrap_stream"]
 
 
 def _transport(stream: trio.abc.Stream, linger: float) -> TransportStream:

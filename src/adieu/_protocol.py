@@ -164,6 +164,8 @@ class Protocol:
         self._eof = False
         self._half_close = half_close
         self._end_out = False
+        self._fin_out = False
+        self._end_requested = False
         self._closing: str | None = None
         self._cause: tuple[TerminationKind, Initiator, str] | None = None
         self._error: BaseException | None = None
@@ -257,12 +259,14 @@ class Protocol:
         terminal cause was recorded; or the ending is decided and nothing
         more is to come (the peer's EOF arrived, or the transport has no
         half-close), so that closing cannot turn a late byte into a reset;
-        or this side is closing now and the peer's EOF has arrived."""
+        or this side is closing now, the peer's EOF has arrived, and this
+        side's FIN is out (:meth:`end_written`, :meth:`fin_written`)."""
         if self._cause is not None:
             return True
         if self.decided:
             return self._eof or not self._half_close
-        return self._closing == "now" and self._eof
+        # Closing now: once the EOF is in and this side's FIN is out.
+        return self._closing == "now" and self._eof and self._fin_out
 
     @property
     def close_expected(self) -> bool:
@@ -568,7 +572,25 @@ class Protocol:
         """
         if not self.end_sent:
             raise LocalProtocolError("END was not sent: it cannot have been written")
-        self._end_out = True
+        self._end_out = self._fin_out = True
+
+    def fin_written(self) -> None:
+        """Record that the transport was half-closed without this side's END
+        (a close in one step by a server before the client's END, which
+        therefore ends ``TRUNCATED``). Idempotent."""
+        self._fin_out = True
+
+    @property
+    def end_requested(self) -> bool:
+        """``True`` once :meth:`request_end` was called: this side's
+        application wants to end; its END goes out as soon as
+        :attr:`may_send_end` (on a server, after the client's END)."""
+        return self._end_requested
+
+    def request_end(self) -> None:
+        """Record that this side's application wants to send END (a
+        half-close), now if it may, or as soon as it may. Idempotent."""
+        self._end_requested = True
 
     def begin_close(self, *, now: bool = False) -> None:
         """Record that this side's application is closing: it will take no

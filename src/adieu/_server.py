@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import logging
 import math
 import os
@@ -366,21 +367,19 @@ class Server:
                     grace_period=self.grace_period,
                 )
                 entry.conn = conn
-                conn._deadline = entry.scope.deadline
-                conn._deadline_reason = (
+                conn.set_deadline(
+                    entry.scope.deadline,
                     f"no preamble within the handshake timeout "
-                    f"({self._handshake_timeout:g} s)"
+                    f"({self._handshake_timeout:g} s)",
                 )
-                async with running(conn):
-                    if entry.in_shutdown:
-                        self._ask_to_finish(entry)
-                    await conn._wait_handshake()
+                ask = functools.partial(self._ask_to_finish, entry)
+                async with running(conn, handshake=True, started=ask):
                     if not conn.handshake_complete or conn.termination is not None:
                         return
                     entry.scope.deadline = self._shutdown_deadline
-                    conn._deadline = self._shutdown_deadline
-                    conn._deadline_reason = (
-                        "the grace period of the server's shutdown expired"
+                    conn.set_deadline(
+                        self._shutdown_deadline,
+                        "the grace period of the server's shutdown expired",
                     )
                     ran = True
                     await self._run_handler(conn, entry)
@@ -461,16 +460,18 @@ class Server:
             self._idle.set()
 
     def _ask_to_finish(self, entry: _Entry) -> None:
+        if not entry.in_shutdown:
+            return
         entry.scope.deadline = min(entry.scope.deadline, self._shutdown_deadline)
         conn = entry.conn
         if conn is not None:
-            if self._shutdown_deadline <= conn._deadline:
+            if self._shutdown_deadline == entry.scope.deadline:
                 # The grace period ends first (before the handshake timeout
                 # of a connection still waiting for its preamble).
-                conn._deadline_reason = (
-                    "the grace period of the server's shutdown expired"
+                conn.set_deadline(
+                    entry.scope.deadline,
+                    "the grace period of the server's shutdown expired",
                 )
-            conn._deadline = entry.scope.deadline
             conn.request_shutdown(
                 self._shutdown_reason,
                 grace_period=max(0.0, self._shutdown_deadline - trio.current_time()),

@@ -362,8 +362,8 @@ async def open_connection_pair(
             server.abort()
             raise
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(client._exit, None)
-            nursery.start_soon(server._exit, None)
+            nursery.start_soon(client.shutdown)
+            nursery.start_soon(server.shutdown)
 
 
 @asynccontextmanager

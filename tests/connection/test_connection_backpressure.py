@@ -23,8 +23,9 @@ FRAME_HEADER = 5
 
 def held(conn: adieu.Connection) -> tuple[int, int]:
     """The messages the connection holds for its application, and their
-    bytes (its internal buffer: nothing public exposes it)."""
-    buffer = conn._buffer
+    bytes (its internal buffer: nothing public exposes it; none at all until
+    a message was read for the application)."""
+    buffer = conn._buffer or ()
     return len(buffer), sum(map(len, buffer))
 
 

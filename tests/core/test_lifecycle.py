@@ -110,6 +110,7 @@ def test_an_eof_while_closing_now_is_this_sides_truncation() -> None:
     _, server = connected()
     server.begin_close(now=True)
     assert server.closing == "now"
+    server.fin_written()
     assert not may_release(server)
     server.receive_eof()  # no ConnectionTruncated: this side is leaving
     assert may_release(server)
@@ -177,3 +178,25 @@ def test_a_local_abort_has_no_failure_to_raise() -> None:
     client.abort()
     assert client.failure() is None
     assert client.may_release
+
+
+def test_a_close_now_releases_only_once_its_own_end_is_out() -> None:
+    client, server = connected()
+    server.receive_data(client.send_end())
+    server.begin_close(now=True)
+    server.receive_eof()
+    # The server may send its END now, and means to: releasing before it is
+    # out would lose it.
+    assert not may_release(server)
+    server.send_end()
+    server.end_written()
+    assert may_release(server)
+
+
+def test_a_close_now_with_a_fin_alone_releases_at_the_eof() -> None:
+    _, server = connected()
+    server.begin_close(now=True)
+    server.fin_written()
+    assert not may_release(server)
+    server.receive_eof()
+    assert may_release(server)

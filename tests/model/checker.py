@@ -893,6 +893,8 @@ class ConnectionModel:
                 out = out.write(Frame("end", "END", frame, End(count)))
                 detail = "END, " + detail
             if not fin_sent:
+                if not side.end_sent:
+                    side.fin_written()
                 out = out.eof()
             t.set_outbound(role, out)
         new = dataclasses.replace(app, closing=True, ended=True, closes=app.closes + 1)
