@@ -36,6 +36,7 @@ Data paths, and why they are shaped so:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 from collections import deque
@@ -56,12 +57,13 @@ from ._frames import DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE_LIMIT
 from ._protocol import End, Message, Protocol, ShutdownRequest
 from ._state import Role, SideState
 from ._termination import Termination
-from ._transport import TransportStream, is_reset
+from ._transport import DEFAULT_LINGER, TransportStream, is_reset
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
     "DEFAULT_RECEIVE_BUFFER_SIZE",
     "Connection",
+    "ConnectionOptions",
     "running",
 ]
 
@@ -100,6 +102,35 @@ _OUTBOX_LIMIT: Final = 65536
 #: Bytes asked of the transport per read: arbitrary, large enough that a
 #: burst of small frames costs one system call.
 _READ_SIZE: Final = 65536
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConnectionOptions:
+    """A connection's options, checked once, when made: the openers and the
+    server build one from their keyword arguments (see
+    :func:`adieu.wrap_stream` for what each means) and pass it down.
+
+    Raises:
+        ValueError: an option is out of range.
+    """
+
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE
+    grace_period: float = DEFAULT_GRACE_PERIOD
+    linger: float = DEFAULT_LINGER
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_message_size <= MAX_MESSAGE_SIZE_LIMIT:
+            raise ValueError(
+                f"max_message_size must be between 0 and {MAX_MESSAGE_SIZE_LIMIT}, "
+                f"not {self.max_message_size!r}"
+            )
+        if self.receive_buffer_size < 1:
+            raise ValueError("receive_buffer_size must be at least 1 byte")
+        if not self.grace_period >= 0:
+            raise ValueError(f"grace_period must be >= 0, not {self.grace_period!r}")
+        if not self.linger >= 0:
+            raise ValueError(f"linger must be >= 0, not {self.linger!r}")
 
 
 def _role(role: Role | str) -> Role:
@@ -177,23 +208,15 @@ class Connection:
         self,
         transport: TransportStream,
         role: Role | str,
-        *,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
-        grace_period: float = DEFAULT_GRACE_PERIOD,
+        options: ConnectionOptions = ConnectionOptions(),
     ) -> None:
-        check_options(
-            max_message_size=max_message_size,
-            receive_buffer_size=receive_buffer_size,
-            grace_period=grace_period,
-        )
         self.role = _role(role)
-        self.grace_period = grace_period
-        self.receive_buffer_size = receive_buffer_size
+        self.grace_period = options.grace_period
+        self.receive_buffer_size = options.receive_buffer_size
         self._transport = transport
         self._proto = Protocol(
             self.role,
-            max_message_size=max_message_size,
+            max_message_size=options.max_message_size,
             half_close=transport.supports_half_close,
         )
         self._nursery: trio.Nursery | None = None
@@ -1174,31 +1197,6 @@ def only_exception(
     own = {id(leaf) for leaf in _leaves(escaping)}
     found = {id(leaf) for leaf in _leaves(group)}
     return bool(found) and found == own
-
-
-def check_options(
-    *,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
-    grace_period: float = DEFAULT_GRACE_PERIOD,
-    linger: float = 0.0,
-) -> None:
-    """Refuse out-of-range connection options before anything is opened.
-
-    Raises:
-        ValueError: an option is out of range.
-    """
-    if not 0 <= max_message_size <= MAX_MESSAGE_SIZE_LIMIT:
-        raise ValueError(
-            f"max_message_size must be between 0 and {MAX_MESSAGE_SIZE_LIMIT}, "
-            f"not {max_message_size!r}"
-        )
-    if receive_buffer_size < 1:
-        raise ValueError("receive_buffer_size must be at least 1 byte")
-    if not grace_period >= 0:
-        raise ValueError(f"grace_period must be >= 0, not {grace_period!r}")
-    if not linger >= 0:
-        raise ValueError(f"linger must be >= 0, not {linger!r}")
 
 
 def _address(transport: TransportStream, method: str) -> Any:

@@ -12,7 +12,6 @@ import os
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import trio
 
@@ -20,7 +19,7 @@ from ._connection import (
     DEFAULT_GRACE_PERIOD,
     DEFAULT_RECEIVE_BUFFER_SIZE,
     Connection,
-    check_options,
+    ConnectionOptions,
     only_exception,
     running,
 )
@@ -76,43 +75,25 @@ async def wrap_stream(
     is aborted).
     """
     try:
-        check_options(
-            max_message_size=max_message_size,
-            receive_buffer_size=receive_buffer_size,
-            grace_period=grace_period,
-            linger=linger,
+        options = ConnectionOptions(
+            max_message_size, receive_buffer_size, grace_period, linger
         )
     except ValueError:
         await trio.aclose_forcefully(stream)
         raise
-    conn = Connection(
-        _transport(stream, linger),
-        role,
-        max_message_size=max_message_size,
-        receive_buffer_size=receive_buffer_size,
-        grace_period=grace_period,
-    )
-    async with running(conn) as running_conn:
-        yield running_conn
+    async with wrapped(stream, role, options) as conn:
+        yield conn
 
 
-def _client_options(
-    max_message_size: int,
-    receive_buffer_size: int,
-    close_timeout: float,
-    linger: float,
-) -> dict[str, Any]:
-    """A client's options for :func:`wrap_stream`, checked before anything
-    is connected (a client's close timeout is its connection's grace
-    period)."""
-    options: dict[str, Any] = {
-        "max_message_size": max_message_size,
-        "receive_buffer_size": receive_buffer_size,
-        "grace_period": close_timeout,
-        "linger": linger,
-    }
-    check_options(**options)
-    return options
+@asynccontextmanager
+async def wrapped(
+    stream: trio.abc.Stream, role: Role | str, options: ConnectionOptions
+) -> AsyncIterator[Connection]:
+    """:func:`wrap_stream` with its options checked."""
+    async with running(
+        Connection(_transport(stream, options.linger), role, options)
+    ) as conn:
+        yield conn
 
 
 @asynccontextmanager
@@ -159,7 +140,8 @@ async def connect_tcp(
         trio.BrokenResourceError: the TLS handshake failed (its
             ``__cause__`` says why, e.g. :exc:`ssl.SSLCertVerificationError`).
     """
-    options = _client_options(
+    # (A client's close timeout is its connection's grace period.)
+    options = ConnectionOptions(
         max_message_size, receive_buffer_size, close_timeout, linger
     )
     stream: trio.abc.Stream = await trio.open_tcp_stream(
@@ -176,7 +158,7 @@ async def connect_tcp(
             await trio.aclose_forcefully(ssl_stream)
             raise
         stream = ssl_stream
-    async with wrap_stream(stream, Role.CLIENT, **options) as conn:
+    async with wrapped(stream, Role.CLIENT, options) as conn:
         yield conn
 
 
@@ -198,9 +180,10 @@ async def connect_unix(
         OSError: the connection could not be made.
         RuntimeError: this platform has no Unix domain sockets.
     """
-    options = _client_options(
+    # (A client's close timeout is its connection's grace period.)
+    options = ConnectionOptions(
         max_message_size, receive_buffer_size, close_timeout, linger
     )
     stream = await trio.open_unix_socket(os.fspath(path))
-    async with wrap_stream(stream, Role.CLIENT, **options) as conn:
+    async with wrapped(stream, Role.CLIENT, options) as conn:
         yield conn

@@ -41,7 +41,7 @@ from ._connection import (
     DEFAULT_GRACE_PERIOD,
     DEFAULT_RECEIVE_BUFFER_SIZE,
     Connection,
-    check_options,
+    ConnectionOptions,
 )
 from ._errors import ConnectionReset, ConnectionTruncated, ProtocolError
 from ._frames import DEFAULT_MAX_MESSAGE_SIZE, encode_shutdown
@@ -202,13 +202,11 @@ class Server:
         options: _ServerOptions,
     ) -> None:
         self.listeners = list(listeners)
-        self.grace_period = options.grace_period
+        self.grace_period = options.connection.grace_period
         self._handler = handler
         self._nursery = nursery
-        self._max_message_size = options.max_message_size
+        self._connection_options = options.connection
         self._handshake_timeout = options.handshake_timeout
-        self._receive_buffer_size = options.receive_buffer_size
-        self._linger = options.linger
         self._ssl_context = options.ssl_context
         self._slots = trio.Semaphore(options.max_connections)
         self._entries: dict[_Entry, None] = {}  # live, in accept order
@@ -359,12 +357,13 @@ class Server:
                     return
                 if self._ssl_context is not None:
                     stream = trio.SSLStream(stream, self._ssl_context, server_side=True)
+                options = self._connection_options
+                if options.grace_period != self.grace_period:  # set since
+                    options = dataclasses.replace(
+                        options, grace_period=self.grace_period
+                    )
                 conn = Connection(
-                    TransportStream(stream, linger=self._linger),
-                    Role.SERVER,
-                    max_message_size=self._max_message_size,
-                    receive_buffer_size=self._receive_buffer_size,
-                    grace_period=self.grace_period,
+                    TransportStream(stream, linger=options.linger), Role.SERVER, options
                 )
                 entry.conn = conn
                 conn.set_deadline(
@@ -607,23 +606,15 @@ class Server:
 @dataclasses.dataclass(frozen=True)
 class _ServerOptions:
     """A server's options, checked once, before anything is bound or
-    served (see :func:`open_server` for what each means)."""
+    served (see :func:`open_server` for what each means): its own, and the
+    options of every connection it serves."""
 
-    grace_period: float
-    max_message_size: int
+    connection: ConnectionOptions
     max_connections: int
     handshake_timeout: float
-    receive_buffer_size: int
-    linger: float
     ssl_context: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
-        check_options(
-            max_message_size=self.max_message_size,
-            receive_buffer_size=self.receive_buffer_size,
-            grace_period=self.grace_period,
-            linger=self.linger,
-        )
         if self.max_connections < 1:
             raise ValueError(
                 f"max_connections must be at least 1, not {self.max_connections!r}"
@@ -716,12 +707,9 @@ async def open_server(
             served).
     """
     options = _ServerOptions(
-        grace_period,
-        max_message_size,
+        ConnectionOptions(max_message_size, receive_buffer_size, grace_period, linger),
         max_connections,
         handshake_timeout,
-        receive_buffer_size,
-        linger,
         ssl_context,
     )
     async with _serve(handler, listeners, options) as server:
@@ -793,12 +781,9 @@ async def open_tcp_server(
         OSError: the address could not be bound.
     """
     options = _ServerOptions(
-        grace_period,
-        max_message_size,
+        ConnectionOptions(max_message_size, receive_buffer_size, grace_period, linger),
         max_connections,
         handshake_timeout,
-        receive_buffer_size,
-        linger,
         ssl_context,
     )
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
@@ -835,12 +820,9 @@ async def open_unix_server(
         OSError: ``path`` exists or cannot be bound.
     """
     options = _ServerOptions(
-        grace_period,
-        max_message_size,
+        ConnectionOptions(max_message_size, receive_buffer_size, grace_period, linger),
         max_connections,
         handshake_timeout,
-        receive_buffer_size,
-        linger,
     )
     fspath = os.fspath(path)
     sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
@@ -865,7 +847,14 @@ async def serve_tcp(
     *,
     host: str | bytes | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
-    **options: Any,
+    backlog: int | None = None,
+    grace_period: float = DEFAULT_GRACE_PERIOD,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
+    linger: float = DEFAULT_LINGER,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ShutdownReport:
     """Serve ``handler`` over TCP until the server is shut down; for
     ``nursery.start``::
@@ -881,7 +870,8 @@ async def serve_tcp(
 
     Args:
         handler, port, host: as :func:`open_tcp_server`.
-        options: any keyword of :func:`open_tcp_server`.
+
+    The other keyword arguments are as for :func:`open_tcp_server`.
 
     Returns:
         The :class:`ShutdownReport`, once the server has shut down.
@@ -890,7 +880,19 @@ async def serve_tcp(
         ValueError: an option is out of range.
         OSError: the address could not be bound.
     """
-    async with open_tcp_server(handler, host, port, **options) as server:
+    async with open_tcp_server(
+        handler,
+        host,
+        port,
+        backlog=backlog,
+        grace_period=grace_period,
+        max_message_size=max_message_size,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+        receive_buffer_size=receive_buffer_size,
+        linger=linger,
+        ssl_context=ssl_context,
+    ) as server:
         task_status.started(server)
         return await server.wait_shut_down()
     raise AssertionError("unreachable")  # pragma: no cover
