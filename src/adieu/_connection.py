@@ -400,6 +400,8 @@ class Connection:
                 return
             if events:
                 self._deliver(events)
+                if type(events[-1]) is Message and not self._proto.end_received:
+                    return  # messages alone change nothing else (the hot path)
         await self._step()
 
     def _deliver(self, events: Sequence[object]) -> None:
@@ -527,8 +529,8 @@ class Connection:
         data = self._buffer.popleft()
         full = self._buffered >= self.receive_buffer_size
         self._buffered -= len(data) + _MESSAGE_OVERHEAD
-        if not self._buffer:
-            self._settle()
+        if not self._buffer and self._proto.end_received:
+            self._settle()  # a server's END may be due, the ending decided
         if full and self._watcher is not None:
             self._watcher.unpark()
         return data
