@@ -65,7 +65,6 @@ async def test_the_default_bound_is_the_servers(autojump_clock: trio.abc.Clock) 
         )
 
 
-@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets")
 async def test_a_silent_unix_server_times_out(
     autojump_clock: trio.abc.Clock, tmp_path: Path
 ) -> None:
