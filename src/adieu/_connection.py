@@ -33,7 +33,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import trio
 
@@ -44,15 +44,15 @@ from ._errors import (
     MessageTooLarge,
     ProtocolError,
 )
-from ._frames import (
-    DEFAULT_MAX_MESSAGE_SIZE,
-    MAX_MESSAGE_SIZE_LIMIT,
-    encode_preamble,
-)
+from ._frames import encode_preamble
 from ._protocol import End, Message, Protocol, ShutdownRequest
 from ._state import Role, SideState
 from ._termination import Termination
 from ._transport import TransportStream, is_reset
+
+if TYPE_CHECKING:
+    # (Only a type here: the options module reads this one's defaults.)
+    from ._options import ConnectionOptions
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
@@ -145,6 +145,8 @@ class Connection:
         role: :class:`~adieu.Role.CLIENT` or :class:`~adieu.Role.SERVER`.
         grace_period: seconds a graceful close may take before this side
             aborts (``TIMED_OUT``); the default for :meth:`shutdown`.
+        options: the :class:`~adieu.ConnectionOptions` this connection runs
+            with (the same object for every connection of a server).
         shutdown_reason: the reason carried by SHUTDOWN, or ``None``.
         shutdown_grace_period: on a client, the seconds the server granted
             in its SHUTDOWN; on a server, the seconds it granted; else
@@ -187,6 +189,7 @@ class Connection:
         "_unyielded",
         "_writing",
         "grace_period",
+        "options",
         "receive_buffer_size",
         "role",
         "shutdown_deadline",
@@ -195,24 +198,15 @@ class Connection:
     )
 
     def __init__(
-        self,
-        transport: TransportStream,
-        role: Role | str,
-        *,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
-        grace_period: float = DEFAULT_GRACE_PERIOD,
+        self, transport: TransportStream, role: Role | str, options: ConnectionOptions
     ) -> None:
-        check_options(
-            max_message_size=max_message_size,
-            receive_buffer_size=receive_buffer_size,
-            grace_period=grace_period,
-        )
+        # The options were checked when they were made: not again here.
         self.role = _role(role)
-        self.grace_period = grace_period
-        self.receive_buffer_size = receive_buffer_size
+        self.options = options
+        self.grace_period = options.grace_period
+        self.receive_buffer_size = options.receive_buffer_size
         self._transport = transport
-        self._proto = Protocol(self.role, max_message_size=max_message_size)
+        self._proto = Protocol(self.role, max_message_size=options.max_message_size)
         self._nursery: trio.Nursery | None = None
         self._reader_done = False  # the reader task has returned
         # receive side
@@ -1240,31 +1234,6 @@ class Connection:
                 detail=f"{type(inner).__name__} during the graceful close",
             )
             raise
-
-
-def check_options(
-    *,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
-    grace_period: float = DEFAULT_GRACE_PERIOD,
-    linger: float = 0.0,
-) -> None:
-    """Refuse out-of-range connection options before anything is opened.
-
-    Raises:
-        ValueError: an option is out of range.
-    """
-    if not 0 <= max_message_size <= MAX_MESSAGE_SIZE_LIMIT:
-        raise ValueError(
-            f"max_message_size must be between 0 and {MAX_MESSAGE_SIZE_LIMIT}, "
-            f"not {max_message_size!r}"
-        )
-    if receive_buffer_size < 1:
-        raise ValueError("receive_buffer_size must be at least 1 byte")
-    if not grace_period >= 0:
-        raise ValueError(f"grace_period must be >= 0, not {grace_period!r}")
-    if not linger >= 0:
-        raise ValueError(f"linger must be >= 0, not {linger!r}")
 
 
 def _raiser(
