@@ -23,6 +23,7 @@ from ._state import Role
 from ._transport import DEFAULT_LINGER, TransportStream
 
 __all__ = [
+    "block_nursery",
     "connect_tcp",
     "connect_unix",
     "run_stream",
@@ -59,45 +60,58 @@ def only_exception(
 
 
 @asynccontextmanager
-async def running(conn: Connection) -> AsyncIterator[Connection]:
-    """Run ``conn`` for the duration of the block: start its reader in a
-    nursery owned by the block, send the preamble, and end the connection
-    as :class:`Connection` documents when the block ends. An exception
-    leaves the block as itself, not wrapped in an ``ExceptionGroup``."""
+async def block_nursery() -> AsyncIterator[trio.Nursery]:
+    """A nursery for a block that promises its exceptions leave as
+    themselves (a connection's, a server's): an exception raised in the
+    block, which the nursery wraps in an ``ExceptionGroup``, is unwrapped
+    again, unless a task of the nursery failed too (then the group, which
+    holds both, propagates). The one place adieu unwraps a group."""
     escaping: BaseException | None = None
     unwrapped: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
             try:
-                await conn._start(nursery)
-            except BaseException as exc:
-                escaping = exc
-                await conn._exit(exc)
-                raise
-            try:
-                yield conn
-            except BaseException as exc:
-                escaping = exc
-                await conn._exit(exc)
-                raise
-            try:
-                await conn._exit(None)
+                yield nursery
             except BaseException as exc:
                 escaping = exc
                 raise
-            finally:
-                nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         if not only_exception(group, escaping):
             raise
         unwrapped = escaping
+    if unwrapped is not None:
+        # Raised outside the except clause, so that the group does not
+        # become its __context__.
+        raise unwrapped
+
+
+@asynccontextmanager
+async def running(conn: Connection) -> AsyncIterator[Connection]:
+    """Run ``conn`` for the duration of the block: start its reader in a
+    nursery owned by the block, send the preamble, and end the connection
+    as :class:`Connection` documents when the block ends. An exception
+    leaves the block as itself, not wrapped in an ``ExceptionGroup``."""
+    try:
+        async with block_nursery() as nursery:
+            try:
+                await conn.start(nursery)
+            except BaseException as exc:
+                await conn.end_block(exc)
+                raise
+            try:
+                yield conn
+            except BaseException as exc:
+                await conn.end_block(exc)
+                raise
+            try:
+                await conn.end_block(None)
+            finally:
+                nursery.cancel_scope.cancel()
     finally:
         if conn.termination is None:
-            conn._abort_for(timed_out=False, detail="the connection's block ended")
+            conn.abort_with("the connection's block ended")
         # Streams without a synchronous close are released here.
         await trio.aclose_forcefully(conn.transport)
-    if unwrapped is not None:
-        raise unwrapped
 
 
 def _transport(stream: trio.abc.Stream, linger: float) -> TransportStream:
@@ -181,7 +195,7 @@ async def _client(
     async with run_stream(stream, Role.CLIENT, options) as conn:
         try:
             with trio.fail_after(handshake_timeout):
-                await conn._wait_handshake()
+                await conn.wait_handshake()
         except trio.TooSlowError as exc:
             raise HandshakeTimeout(
                 f"{where} sent no adieu preamble within the handshake timeout "

@@ -46,11 +46,10 @@ from typing import Any, Final, Generic, TypeVar, final
 import outcome
 import trio
 
-from ._compat import BaseExceptionGroup
 from ._connection import DEFAULT_GRACE_PERIOD, DEFAULT_RECEIVE_BUFFER_SIZE, Connection
 from ._errors import ConnectionReset, ConnectionTruncated, ProtocolError
 from ._frames import DEFAULT_MAX_MESSAGE_SIZE, encode_preamble, encode_shutdown
-from ._open import only_exception, running
+from ._open import block_nursery, running
 from ._options import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
@@ -232,6 +231,8 @@ class Server:
         options: ServerOptions,
         ssl_context: ssl.SSLContext | None,
     ) -> None:
+        """Serve ``handler`` on ``listeners`` in ``nursery``: the accept
+        loops start at the nursery's next checkpoint."""
         # The options were checked when they were made: not again here.
         self.listeners = list(listeners)
         self.options = options
@@ -269,6 +270,10 @@ class Server:
         # grace period; an abort cancels it.
         self._wait_scope = trio.CancelScope()
         self._watch: _DeadlineWatch | None = None
+        for listener in self.listeners:
+            scope = trio.CancelScope()
+            self._accept_scopes.append(scope)
+            nursery.start_soon(self._accept_loop, listener, scope)
 
     def __repr__(self) -> str:
         return f"<adieu.Server {self.addresses!r} {len(self._entries)} connections>"
@@ -328,12 +333,6 @@ class Server:
         return self._report
 
     # -------------------------------------------------------------- serving
-
-    def _start(self) -> None:
-        for listener in self.listeners:
-            scope = trio.CancelScope()
-            self._accept_scopes.append(scope)
-            self._nursery.start_soon(self._accept_loop, listener, scope)
 
     async def _accept_loop(
         self, listener: trio.abc.Listener[trio.abc.Stream], scope: trio.CancelScope
@@ -399,8 +398,7 @@ class Server:
         # happens as the server's preamble is sent), the connection's scope
         # has the handshake timeout as its deadline.
         handshake_deadline = trio.current_time() + self._handshake_timeout
-        conn._deadline = handshake_deadline
-        conn._deadline_reason = self._handshake_reason
+        conn.set_deadline(handshake_deadline, self._handshake_reason)
         entry = _Entry(conn, trio.CancelScope(deadline=handshake_deadline))
         entry.from_backlog = from_backlog
         self._entries[entry] = None
@@ -419,13 +417,16 @@ class Server:
                 async with running(conn):
                     if entry.in_shutdown:
                         self._ask_to_finish(entry)
-                    await conn._wait_handshake()
+                    await conn.wait_handshake()
                     if not conn.handshake_complete or conn.termination is not None:
                         return
                     entry.scope.deadline = math.inf
-                    conn._deadline = self._shutdown_deadline
                     if entry.in_shutdown:
-                        conn._deadline_reason = self._expired_detail(entry)
+                        conn.set_deadline(
+                            self._shutdown_deadline, self._expired_detail(entry)
+                        )
+                    else:  # a shutdown that begins later sets its own
+                        conn.set_deadline(math.inf, "")
                     ran = True
                     await self._run_handler(conn, entry)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -635,15 +636,16 @@ class Server:
         conn = entry.conn
         if conn.termination is not None:
             return
-        if self._shutdown_deadline <= conn._deadline:
+        # Until the handshake, the entry's scope carries the connection's
+        # deadline, the handshake timeout; after it, the scope has none.
+        if self._shutdown_deadline <= entry.scope.deadline:
             # The grace period ends first (before the handshake timeout of a
             # connection still waiting for its preamble).
-            conn._deadline = self._shutdown_deadline
-            conn._deadline_reason = self._expired_detail(entry)
+            conn.set_deadline(self._shutdown_deadline, self._expired_detail(entry))
         # A connection whose task has not run yet (just taken from the
         # backlog) gets its preamble now, so that SHUTDOWN can follow it
         # even if the grace period ends before the task runs.
-        conn._greet_now()
+        conn.greet_now()
         conn.request_shutdown(
             self._shutdown_reason,
             grace_period=max(0.0, self._shutdown_deadline - trio.current_time()),
@@ -707,18 +709,17 @@ class Server:
             # any bookkeeping, so the last peer is cut as early as it can be.
             entries = [e for e in self._entries if e.conn.termination is None]
             for entry in entries:
-                entry.conn._reset_transport()
+                entry.conn.reset_transport()
             now = trio.current_time()
             for entry in entries:
                 conn = entry.conn
                 if timed_out:
-                    # Connection._abort_for turns an abort at or past its
-                    # deadline into TIMED_OUT with this reason.
-                    conn._deadline = now
-                    conn._deadline_reason = self._expired_detail(entry)
+                    # An abort at or past the connection's deadline is
+                    # TIMED_OUT, with the deadline's reason.
+                    conn.set_deadline(now, self._expired_detail(entry))
                     conn.abort()
                 else:
-                    conn._abort_for(timed_out=False, detail=_ABORT_DETAIL)
+                    conn.abort_with(_ABORT_DETAIL)
             self._build_report()
             for entry in self._entries:
                 entry.scope.cancel()
@@ -791,9 +792,14 @@ class _DeadlineWatch(trio.abc.Instrument):
         self.server = server
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        # (A helper of the server's, in its module: it reads the server's
+        # state directly, once per task step.)
         server = self.server
-        if server._report is None and trio.current_time() >= server._shutdown_deadline:
-            server._cut(timed_out=True)
+        if (
+            server._report is None  # noqa: SLF001
+            and trio.current_time() >= server._shutdown_deadline  # noqa: SLF001
+        ):
+            server._cut(timed_out=True)  # noqa: SLF001
 
 
 #: Where a connection cut at the end of the grace period was, by stage: no
@@ -973,35 +979,23 @@ async def serving(
 ) -> AsyncIterator[Server]:
     """:func:`open_server` with its options already made (and so checked):
     for the servers and :mod:`adieu.testing`."""
-    escaping: BaseException | None = None
-    unwrapped: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            server = Server(handler, listeners, nursery, options, ssl_context)
-            server._start()
-            try:
-                yield server
-            except BaseException as exc:
-                escaping = exc
-                server.abort()
-                raise
-            try:
-                # A shutdown already running (its caller may have been
-                # cancelled) is waited for, not escalated to an abort.
-                if server.shutting_down:
-                    await server.wait_shut_down()
-                else:
-                    await server.shutdown()
-            except BaseException as exc:
-                escaping = exc
-                server.abort()
-                raise
-    except BaseExceptionGroup as group:
-        if not only_exception(group, escaping):
+    async with block_nursery() as nursery:
+        server = Server(handler, listeners, nursery, options, ssl_context)
+        try:
+            yield server
+        except BaseException:
+            server.abort()
             raise
-        unwrapped = escaping
-    if unwrapped is not None:
-        raise unwrapped
+        try:
+            # A shutdown already running (its caller may have been
+            # cancelled) is waited for, not escalated to an abort.
+            if server.shutting_down:
+                await server.wait_shut_down()
+            else:
+                await server.shutdown()
+        except BaseException:
+            server.abort()
+            raise
 
 
 @asynccontextmanager

@@ -410,8 +410,8 @@ async def open_connection_pair(
             server.abort()
             raise
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(client._exit, None)
-            nursery.start_soon(server._exit, None)
+            nursery.start_soon(client.end_block, None)
+            nursery.start_soon(server.end_block, None)
 
 
 @asynccontextmanager
