@@ -58,7 +58,7 @@ from ._options import (
 )
 from ._state import Role
 from ._termination import Initiator, Termination, TerminationKind
-from ._transport import _LINGER_RST, DEFAULT_LINGER, TransportStream
+from ._transport import DEFAULT_LINGER, LINGER_RST, TransportStream
 
 __all__ = [
     "ConnectionReport",
@@ -607,7 +607,7 @@ class Server:
             sock.send(self._told_frames)
         with contextlib.suppress(OSError):
             sock.setsockopt(
-                stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, _LINGER_RST
+                stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, LINGER_RST
             )
         sock.close()
         termination = Termination(
