@@ -216,9 +216,6 @@ class Server:
 
     Attributes:
         listeners: the :class:`trio.abc.Listener` objects being served.
-        grace_period: the default grace period of :meth:`shutdown` and of
-            each connection's graceful close, in seconds (the
-            ``grace_period`` of :attr:`options`' connection options).
         options: the :class:`~adieu.ServerOptions` it runs with; every
             connection it serves shares their ``connection`` options.
     """
@@ -236,7 +233,6 @@ class Server:
         # The options were checked when they were made: not again here.
         self.listeners = list(listeners)
         self.options = options
-        self.grace_period = options.connection.grace_period
         self._handler = handler
         self._nursery = nursery
         self._connection_options = options.connection
@@ -279,6 +275,14 @@ class Server:
         return f"<adieu.Server {self.addresses!r} {len(self._entries)} connections>"
 
     # ---------------------------------------------------------- inspection
+
+    @property
+    def grace_period(self) -> float:
+        """The default grace period of :meth:`shutdown` and of each
+        connection's graceful close, in seconds: the ``grace_period`` of the
+        server's connection options (read-only: the options are fixed when
+        the server is made)."""
+        return self.options.connection.grace_period
 
     @property
     def connections(self) -> list[Connection]:

@@ -143,6 +143,9 @@ async def test_a_server_checks_its_options_once_and_shares_them(
             handler, grace_period=7, max_message_size=4096
         ) as server:
             assert checks == ["checked"]
+            # Fixed with the options: every connection gets the same.
+            with pytest.raises(AttributeError):
+                server.grace_period = 1  # type: ignore[misc]
             for _ in range(3):
                 async with adieu.testing.connect_memory(server) as client:
                     await client.send(b"hi")
