@@ -37,19 +37,14 @@ DEFAULTS = {
     "DEFAULT_GRACE_PERIOD": ("_connection", "DEFAULT_GRACE_PERIOD"),
     "DEFAULT_MAX_MESSAGE_SIZE": ("_frames", "DEFAULT_MAX_MESSAGE_SIZE"),
     "DEFAULT_RECEIVE_BUFFER_SIZE": ("_connection", "DEFAULT_RECEIVE_BUFFER_SIZE"),
-    "DEFAULT_MAX_CONNECTIONS": ("_server", "DEFAULT_MAX_CONNECTIONS"),
-    "DEFAULT_HANDSHAKE_TIMEOUT": ("_server", "DEFAULT_HANDSHAKE_TIMEOUT"),
+    "DEFAULT_MAX_CONNECTIONS": ("_options", "DEFAULT_MAX_CONNECTIONS"),
+    "DEFAULT_HANDSHAKE_TIMEOUT": ("_options", "DEFAULT_HANDSHAKE_TIMEOUT"),
     "DEFAULT_LINGER": ("_transport", "DEFAULT_LINGER"),
     "PROTOCOL_VERSION": ("_frames", "VERSION"),
 }
 
 #: Defaults that are not exported constants: (where, module, name).
 OTHER_DEFAULTS = (
-    (
-        "connect_tcp() and connect_unix(): handshake_timeout, in seconds",
-        "_open",
-        "CLIENT_HANDSHAKE_TIMEOUT",
-    ),
     ("the SHUTDOWN reason of Server.shutdown()", "_server", "DEFAULT_SHUTDOWN_REASON"),
     ("the longest SHUTDOWN reason, in bytes of UTF-8", "_frames", "MAX_REASON_BYTES"),
     (
@@ -133,8 +128,26 @@ def _public_path(module: str, qualname: str) -> str | None:
     return ".".join([prefix, *parts])
 
 
+def _field_user(module: str, prefix: str, node: ast.AST, name: str) -> str | None:
+    """A reference to a public options class's field (a class-level
+    annotated assignment) defaulting to ``name``, or ``None``."""
+    if not (
+        prefix
+        and isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == name
+    ):
+        return None
+    public = _public_path(module, prefix.rstrip("."))
+    if public is None:
+        return None
+    return f":class:`~{public}` (``{node.target.id}``)"
+
+
 def _users(name: str) -> list[str]:
-    """``role`` references to every public parameter defaulting to ``name``."""
+    """``role`` references to every public parameter (or public options
+    field) defaulting to ``name``."""
     found: list[str] = []
     for path in sorted((SRC / "adieu").glob("*.py")):
         module = path.stem
@@ -144,6 +157,10 @@ def _users(name: str) -> list[str]:
             node, prefix = stack.pop(0)
             if isinstance(node, ast.ClassDef):
                 stack += [(child, f"{prefix}{node.name}.") for child in node.body]
+                continue
+            field = _field_user(module, prefix, node, name)
+            if field is not None:
+                found.append(field)
                 continue
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue

@@ -25,10 +25,14 @@ from ._errors import (
 from ._frames import DEFAULT_MAX_MESSAGE_SIZE
 from ._frames import VERSION as PROTOCOL_VERSION
 from ._open import connect_tcp, connect_unix, wrap_stream
-from ._protocol import End, Event, Message, Protocol, ShutdownRequest
-from ._server import (
+from ._options import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
+    ConnectionOptions,
+    ServerOptions,
+)
+from ._protocol import End, Event, Message, Protocol, ShutdownRequest
+from ._server import (
     ConnectionReport,
     Server,
     ShutdownReport,
@@ -63,6 +67,9 @@ __all__ = [
     "Termination",
     "TerminationKind",
     "Initiator",
+    # options
+    "ConnectionOptions",
+    "ServerOptions",
     # errors
     "ConnectionReset",
     "ConnectionTruncated",

@@ -33,7 +33,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import trio
 
@@ -44,15 +44,15 @@ from ._errors import (
     MessageTooLarge,
     ProtocolError,
 )
-from ._frames import (
-    DEFAULT_MAX_MESSAGE_SIZE,
-    MAX_MESSAGE_SIZE_LIMIT,
-    encode_preamble,
-)
+from ._frames import encode_preamble
 from ._protocol import End, Message, Protocol, ShutdownRequest
 from ._state import Role, SideState
 from ._termination import Termination
 from ._transport import TransportStream, is_reset
+
+if TYPE_CHECKING:
+    # (Only a type here: the options module reads this one's defaults.)
+    from ._options import ConnectionOptions
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
@@ -145,6 +145,8 @@ class Connection:
         role: :class:`~adieu.Role.CLIENT` or :class:`~adieu.Role.SERVER`.
         grace_period: seconds a graceful close may take before this side
             aborts (``TIMED_OUT``); the default for :meth:`shutdown`.
+        options: the :class:`~adieu.ConnectionOptions` this connection runs
+            with (the same object for every connection of a server).
         shutdown_reason: the reason carried by SHUTDOWN, or ``None``.
         shutdown_grace_period: on a client, the seconds the server granted
             in its SHUTDOWN; on a server, the seconds it granted; else
@@ -187,6 +189,7 @@ class Connection:
         "_unyielded",
         "_writing",
         "grace_period",
+        "options",
         "receive_buffer_size",
         "role",
         "shutdown_deadline",
@@ -195,24 +198,15 @@ class Connection:
     )
 
     def __init__(
-        self,
-        transport: TransportStream,
-        role: Role | str,
-        *,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
-        grace_period: float = DEFAULT_GRACE_PERIOD,
+        self, transport: TransportStream, role: Role | str, options: ConnectionOptions
     ) -> None:
-        check_options(
-            max_message_size=max_message_size,
-            receive_buffer_size=receive_buffer_size,
-            grace_period=grace_period,
-        )
+        # The options were checked when they were made: not again here.
         self.role = _role(role)
-        self.grace_period = grace_period
-        self.receive_buffer_size = receive_buffer_size
+        self.options = options
+        self.grace_period = options.grace_period
+        self.receive_buffer_size = options.receive_buffer_size
         self._transport = transport
-        self._proto = Protocol(self.role, max_message_size=max_message_size)
+        self._proto = Protocol(self.role, max_message_size=options.max_message_size)
         self._nursery: trio.Nursery | None = None
         self._reader_done = False  # the reader task has returned
         # receive side
@@ -324,24 +318,42 @@ class Connection:
         return self._proto.end_received
 
     # ------------------------------------------------------------ lifecycle
+    #
+    # The seam: the methods below without a leading underscore and marked
+    # ``:meta private:`` are what adieu's openers, server and adieu.testing
+    # call to drive a connection; nothing outside this module touches the
+    # connection's private attributes. They are internal: not in the
+    # reference, not part of the compatibility policy.
 
-    async def _start(self, nursery: trio.Nursery) -> None:
-        """Send the preamble and start the reader in ``nursery``."""
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Send the preamble and start the reader in ``nursery`` (the
+        nursery of the block that runs the connection).
+
+        A checkpoint. Raises what writing the preamble raises
+        (:exc:`trio.BrokenResourceError`, :exc:`trio.ClosedResourceError`);
+        the caller then ends the block with :meth:`end_block`.
+
+        :meta private:
+        """
         self._nursery = nursery
         nursery.start_soon(self._reader, name=f"adieu {self.role.value} reader")
         if self._proto.our_state is SideState.PREAMBLE:
             await self._submit(_Pending(None, self._proto.preamble()))
-        elif self._queue:  # what _greet_now() left: the rest of the preamble
+        elif self._queue:  # what greet_now() left: the rest of the preamble
             await self._submit(_Pending(None, b""))
 
-    def _greet_now(self) -> None:
+    def greet_now(self) -> None:
         """Server: send the preamble now, from synchronous code, before the
         connection's task runs, so that a SHUTDOWN can follow it at once
         (a server's shutdown telling connections it took from the listen
         backlog). Does nothing where the transport takes no bytes without a
         task (TLS, memory streams) or the preamble was already produced;
-        what the kernel does not take at once is written by :meth:`_start`.
-        A transport that broke is recorded as such."""
+        what the kernel does not take at once is written by :meth:`start`.
+        A transport that broke is recorded as such. Synchronous; never
+        raises; idempotent.
+
+        :meta private:
+        """
         if self._proto.our_state is not SideState.PREAMBLE or self._released:
             return
         preamble = encode_preamble(self.role)
@@ -355,9 +367,15 @@ class Connection:
         while not self._reader_done:
             await self._changed.park()
 
-    async def _wait_handshake(self) -> None:
+    async def wait_handshake(self) -> None:
         """Wait until the peer's preamble has arrived or the connection
-        ended. Not bounded: the caller's cancel scope bounds it."""
+        ended (then :attr:`handshake_complete` and :attr:`termination` say
+        which). Not bounded: the caller's cancel scope bounds it. Raises
+        nothing of its own; cancel-safe (it only waits); a checkpoint only
+        when it waits.
+
+        :meta private:
+        """
         while not (
             self._proto.handshake_complete
             or self._failure is not None
@@ -1030,6 +1048,29 @@ class Connection:
         """
         self._abort_for(timed_out=False, detail="aborted by this side")
 
+    def set_deadline(self, deadline: float, reason: str) -> None:
+        """From ``deadline`` on (in :func:`trio.current_time`), an abort of
+        this connection, by any path, ends it ``TIMED_OUT`` with ``reason``
+        as its detail: the one way a server says "this abort was the
+        handshake timeout or the end of the grace period", whatever Trio
+        version says why a scope was cancelled. ``math.inf``: no deadline.
+        Replaces the previous deadline. Synchronous; never raises.
+
+        :meta private:
+        """
+        self._deadline = deadline
+        self._deadline_reason = reason
+
+    def abort_with(self, detail: str) -> None:
+        """:meth:`abort`, with ``detail`` as the termination's detail (or
+        ``TIMED_OUT`` with the deadline's reason if the deadline of
+        :meth:`set_deadline` has passed). Synchronous, never raises,
+        idempotent.
+
+        :meta private:
+        """
+        self._abort_for(timed_out=False, detail=detail)
+
     def _abort_for(self, *, timed_out: bool, detail: str) -> None:
         if trio.current_time() >= self._deadline:
             timed_out = True
@@ -1056,12 +1097,16 @@ class Connection:
         without a reset where the transport allows it."""
         return self._proto.finished and self._fin_sent
 
-    def _reset_transport(self) -> None:
+    def reset_transport(self) -> None:
         """The wire half of an abort, done ahead of the rest by a server's
         cut so that every reset leaves in one tight loop: reset the transport
         now unless the abort would close it quietly. The termination is
         recorded by the abort that follows (it finds the transport already
-        reset: :meth:`TransportStream.abort` is idempotent). Synchronous."""
+        reset: :meth:`TransportStream.abort` is idempotent). Synchronous;
+        never raises.
+
+        :meta private:
+        """
         if not self._released and not self._ends_quietly():
             self._transport.abort()
 
@@ -1220,8 +1265,17 @@ class Connection:
             # close cannot race a late byte into a reset.
             await self._wait_reader_done()
 
-    async def _exit(self, exc: BaseException | None) -> None:
-        """How the ``async with`` block ends (see the class docstring)."""
+    async def end_block(self, exc: BaseException | None) -> None:
+        """End the connection as its ``async with`` block ends (see the
+        class docstring): ``exc`` is the exception leaving the block, or
+        ``None`` if it ended normally. With an exception, aborts
+        (synchronously; ``TIMED_OUT`` if ``exc`` is a deadline's
+        cancellation). Normally, the graceful close bounded by
+        :attr:`grace_period`; if that is interrupted, aborts and re-raises.
+        Idempotent: on an ended connection, does nothing.
+
+        :meta private:
+        """
         if exc is not None:
             self._abort_for(
                 timed_out=_is_deadline(exc),
@@ -1240,31 +1294,6 @@ class Connection:
                 detail=f"{type(inner).__name__} during the graceful close",
             )
             raise
-
-
-def check_options(
-    *,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
-    grace_period: float = DEFAULT_GRACE_PERIOD,
-    linger: float = 0.0,
-) -> None:
-    """Refuse out-of-range connection options before anything is opened.
-
-    Raises:
-        ValueError: an option is out of range.
-    """
-    if not 0 <= max_message_size <= MAX_MESSAGE_SIZE_LIMIT:
-        raise ValueError(
-            f"max_message_size must be between 0 and {MAX_MESSAGE_SIZE_LIMIT}, "
-            f"not {max_message_size!r}"
-        )
-    if receive_buffer_size < 1:
-        raise ValueError("receive_buffer_size must be at least 1 byte")
-    if not grace_period >= 0:
-        raise ValueError(f"grace_period must be >= 0, not {grace_period!r}")
-    if not linger >= 0:
-        raise ValueError(f"linger must be >= 0, not {linger!r}")
 
 
 def _raiser(

@@ -10,29 +10,26 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, Final
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import trio
 
 from ._compat import BaseExceptionGroup
-from ._connection import (
-    DEFAULT_GRACE_PERIOD,
-    DEFAULT_RECEIVE_BUFFER_SIZE,
-    Connection,
-    check_options,
-)
+from ._connection import DEFAULT_GRACE_PERIOD, DEFAULT_RECEIVE_BUFFER_SIZE, Connection
 from ._errors import HandshakeTimeout
 from ._frames import DEFAULT_MAX_MESSAGE_SIZE
+from ._options import DEFAULT_HANDSHAKE_TIMEOUT, ConnectionOptions
 from ._state import Role
 from ._transport import DEFAULT_LINGER, TransportStream
 
-__all__ = ["connect_tcp", "connect_unix", "running", "wrap_stream"]
-
-#: Seconds a client waits for the server's preamble: the same bound, for the
-#: same reason, as the server's DEFAULT_HANDSHAKE_TIMEOUT (a test checks that
-#: they agree).
-CLIENT_HANDSHAKE_TIMEOUT: Final = 10.0
+__all__ = [
+    "block_nursery",
+    "connect_tcp",
+    "connect_unix",
+    "run_stream",
+    "running",
+    "wrap_stream",
+]
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -63,45 +60,58 @@ def only_exception(
 
 
 @asynccontextmanager
-async def running(conn: Connection) -> AsyncIterator[Connection]:
-    """Run ``conn`` for the duration of the block: start its reader in a
-    nursery owned by the block, send the preamble, and end the connection
-    as :class:`Connection` documents when the block ends. An exception
-    leaves the block as itself, not wrapped in an ``ExceptionGroup``."""
+async def block_nursery() -> AsyncIterator[trio.Nursery]:
+    """A nursery for a block that promises its exceptions leave as
+    themselves (a connection's, a server's): an exception raised in the
+    block, which the nursery wraps in an ``ExceptionGroup``, is unwrapped
+    again, unless a task of the nursery failed too (then the group, which
+    holds both, propagates). The one place adieu unwraps a group."""
     escaping: BaseException | None = None
     unwrapped: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
             try:
-                await conn._start(nursery)
-            except BaseException as exc:
-                escaping = exc
-                await conn._exit(exc)
-                raise
-            try:
-                yield conn
-            except BaseException as exc:
-                escaping = exc
-                await conn._exit(exc)
-                raise
-            try:
-                await conn._exit(None)
+                yield nursery
             except BaseException as exc:
                 escaping = exc
                 raise
-            finally:
-                nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         if not only_exception(group, escaping):
             raise
         unwrapped = escaping
+    if unwrapped is not None:
+        # Raised outside the except clause, so that the group does not
+        # become its __context__.
+        raise unwrapped
+
+
+@asynccontextmanager
+async def running(conn: Connection) -> AsyncIterator[Connection]:
+    """Run ``conn`` for the duration of the block: start its reader in a
+    nursery owned by the block, send the preamble, and end the connection
+    as :class:`Connection` documents when the block ends. An exception
+    leaves the block as itself, not wrapped in an ``ExceptionGroup``."""
+    try:
+        async with block_nursery() as nursery:
+            try:
+                await conn.start(nursery)
+            except BaseException as exc:
+                await conn.end_block(exc)
+                raise
+            try:
+                yield conn
+            except BaseException as exc:
+                await conn.end_block(exc)
+                raise
+            try:
+                await conn.end_block(None)
+            finally:
+                nursery.cancel_scope.cancel()
     finally:
         if conn.termination is None:
-            conn._abort_for(timed_out=False, detail="the connection's block ended")
+            conn.abort_with("the connection's block ended")
         # Streams without a synchronous close are released here.
         await trio.aclose_forcefully(conn.transport)
-    if unwrapped is not None:
-        raise unwrapped
 
 
 def _transport(stream: trio.abc.Stream, linger: float) -> TransportStream:
@@ -144,68 +154,48 @@ async def wrap_stream(
 
     Raises:
         ValueError: an option is out of range (the stream is then closed).
+        TypeError: an option is not a number of the right kind (sizes are
+            ``int``, seconds ``int`` or ``float``; the stream is then
+            closed).
 
     An exception raised inside the block leaves it as itself (the connection
     is aborted).
     """
     try:
-        check_options(
+        options = ConnectionOptions(
             max_message_size=max_message_size,
             receive_buffer_size=receive_buffer_size,
             grace_period=grace_period,
             linger=linger,
         )
-    except ValueError:
+    except (TypeError, ValueError):
         await trio.aclose_forcefully(stream)
         raise
-    conn = Connection(
-        _transport(stream, linger),
-        role,
-        max_message_size=max_message_size,
-        receive_buffer_size=receive_buffer_size,
-        grace_period=grace_period,
-    )
-    async with running(conn) as running_conn:
-        yield running_conn
+    async with run_stream(stream, role, options) as conn:
+        yield conn
 
 
-def _client_options(
-    max_message_size: int,
-    receive_buffer_size: int,
-    close_timeout: float,
-    linger: float,
-    handshake_timeout: float,
-) -> dict[str, Any]:
-    """A client's options for :func:`wrap_stream`, checked before anything
-    is connected (a client's close timeout is its connection's grace
-    period; the handshake timeout is the client's own)."""
-    if not handshake_timeout >= 0:  # also refuses NaN
-        raise ValueError(f"handshake_timeout must be >= 0, not {handshake_timeout!r}")
-    options: dict[str, Any] = {
-        "max_message_size": max_message_size,
-        "receive_buffer_size": receive_buffer_size,
-        "grace_period": close_timeout,
-        "linger": linger,
-    }
-    check_options(**options)
-    return options
+def run_stream(
+    stream: trio.abc.Stream, role: Role | str, options: ConnectionOptions
+) -> AbstractAsyncContextManager[Connection]:
+    """:func:`wrap_stream` with its options already made (and so checked):
+    for the openers, the server and :mod:`adieu.testing`."""
+    return running(Connection(_transport(stream, options.linger), role, options))
 
 
 @asynccontextmanager
 async def _client(
-    stream: trio.abc.Stream,
-    options: dict[str, Any],
-    handshake_timeout: float,
-    where: str,
+    stream: trio.abc.Stream, options: ConnectionOptions, where: str
 ) -> AsyncIterator[Connection]:
     """Run a client connection over ``stream``; its block starts once the
     server's preamble has arrived (or the connection has already failed,
-    which the block's first call then reports), within
+    which the block's first call then reports), within the options'
     ``handshake_timeout``."""
-    async with wrap_stream(stream, Role.CLIENT, **options) as conn:
+    handshake_timeout = options.handshake_timeout
+    async with run_stream(stream, Role.CLIENT, options) as conn:
         try:
             with trio.fail_after(handshake_timeout):
-                await conn._wait_handshake()
+                await conn.wait_handshake()
         except trio.TooSlowError as exc:
             raise HandshakeTimeout(
                 f"{where} sent no adieu preamble within the handshake timeout "
@@ -228,7 +218,7 @@ async def connect_tcp(
     close_timeout: float = DEFAULT_GRACE_PERIOD,
     linger: float = DEFAULT_LINGER,
     happy_eyeballs_delay: float | None = 0.25,
-    handshake_timeout: float = CLIENT_HANDSHAKE_TIMEOUT,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
 ) -> AsyncIterator[Connection]:
     """Connect to an adieu server over TCP (or TLS over TCP).
 
@@ -262,14 +252,20 @@ async def connect_tcp(
 
     Raises:
         ValueError: an option is out of range (checked before connecting).
+        TypeError: an option is not a number of the right kind (checked
+            before connecting).
         OSError: the connection could not be made.
         trio.BrokenResourceError: the TLS handshake failed (its
             ``__cause__`` says why, e.g. :exc:`ssl.SSLCertVerificationError`).
         HandshakeTimeout: the server sent no preamble within
             ``handshake_timeout`` (the connection is aborted).
     """
-    options = _client_options(
-        max_message_size, receive_buffer_size, close_timeout, linger, handshake_timeout
+    options = ConnectionOptions(  # (checked before connecting)
+        max_message_size=max_message_size,
+        receive_buffer_size=receive_buffer_size,
+        grace_period=close_timeout,
+        linger=linger,
+        handshake_timeout=handshake_timeout,
     )
     stream: trio.abc.Stream = await trio.open_tcp_stream(
         host, port, happy_eyeballs_delay=happy_eyeballs_delay
@@ -286,7 +282,7 @@ async def connect_tcp(
             raise
         stream = ssl_stream
     where = f"the server at {host!r} port {port}"
-    async with _client(stream, options, handshake_timeout, where) as conn:
+    async with _client(stream, options, where) as conn:
         yield conn
 
 
@@ -298,7 +294,7 @@ async def connect_unix(
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
     close_timeout: float = DEFAULT_GRACE_PERIOD,
     linger: float = DEFAULT_LINGER,
-    handshake_timeout: float = CLIENT_HANDSHAKE_TIMEOUT,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
 ) -> AsyncIterator[Connection]:
     """Connect to an adieu server on a Unix domain socket at ``path``.
 
@@ -306,15 +302,21 @@ async def connect_unix(
 
     Raises:
         ValueError: an option is out of range (checked before connecting).
+        TypeError: an option is not a number of the right kind (checked
+            before connecting).
         OSError: the connection could not be made.
         RuntimeError: this platform has no Unix domain sockets.
         HandshakeTimeout: the server sent no preamble within
             ``handshake_timeout`` (the connection is aborted).
     """
-    options = _client_options(
-        max_message_size, receive_buffer_size, close_timeout, linger, handshake_timeout
+    options = ConnectionOptions(  # (checked before connecting)
+        max_message_size=max_message_size,
+        receive_buffer_size=receive_buffer_size,
+        grace_period=close_timeout,
+        linger=linger,
+        handshake_timeout=handshake_timeout,
     )
     stream = await trio.open_unix_socket(os.fspath(path))
     where = f"the server at {os.fspath(path)!r}"
-    async with _client(stream, options, handshake_timeout, where) as conn:
+    async with _client(stream, options, where) as conn:
         yield conn

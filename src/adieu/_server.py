@@ -46,23 +46,21 @@ from typing import Any, Final, Generic, TypeVar, final
 import outcome
 import trio
 
-from ._compat import BaseExceptionGroup
-from ._connection import (
-    DEFAULT_GRACE_PERIOD,
-    DEFAULT_RECEIVE_BUFFER_SIZE,
-    Connection,
-    check_options,
-)
+from ._connection import DEFAULT_GRACE_PERIOD, DEFAULT_RECEIVE_BUFFER_SIZE, Connection
 from ._errors import ConnectionReset, ConnectionTruncated, ProtocolError
 from ._frames import DEFAULT_MAX_MESSAGE_SIZE, encode_preamble, encode_shutdown
-from ._open import only_exception, running
+from ._open import block_nursery, running
+from ._options import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    ServerOptions,
+    server_options,
+)
 from ._state import Role
 from ._termination import Initiator, Termination, TerminationKind
-from ._transport import _LINGER_RST, DEFAULT_LINGER, TransportStream
+from ._transport import DEFAULT_LINGER, LINGER_RST, TransportStream
 
 __all__ = [
-    "DEFAULT_HANDSHAKE_TIMEOUT",
-    "DEFAULT_MAX_CONNECTIONS",
     "ConnectionReport",
     "Server",
     "ShutdownReport",
@@ -76,16 +74,6 @@ logger = logging.getLogger("adieu")
 
 T = TypeVar("T")
 Handler = Callable[[Connection], Awaitable[Any]]
-
-#: Connections served at once. Past it the server stops accepting, so new
-#: connections wait in the kernel's listen backlog instead of being dropped.
-#: 1000 stays under the common soft limit of 1024 file descriptors.
-DEFAULT_MAX_CONNECTIONS: Final = 1000
-
-#: Seconds a new connection has to send its preamble before it is aborted:
-#: long enough for a TLS handshake over a slow link, short enough that idle
-#: port scanners cannot hold connection slots.
-DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
 
 #: The SHUTDOWN reason sent when none is given.
 DEFAULT_SHUTDOWN_REASON: Final = "the server is shutting down"
@@ -228,8 +216,8 @@ class Server:
 
     Attributes:
         listeners: the :class:`trio.abc.Listener` objects being served.
-        grace_period: the default grace period of :meth:`shutdown` and of
-            each connection's graceful close, in seconds.
+        options: the :class:`~adieu.ServerOptions` it runs with; every
+            connection it serves shares their ``connection`` options.
     """
 
     def __init__(
@@ -237,17 +225,24 @@ class Server:
         handler: Handler,
         listeners: Iterable[trio.abc.Listener[trio.abc.Stream]],
         nursery: trio.Nursery,
-        options: _ServerOptions,
+        options: ServerOptions,
+        ssl_context: ssl.SSLContext | None,
     ) -> None:
+        """Serve ``handler`` on ``listeners`` in ``nursery``: the accept
+        loops start at the nursery's next checkpoint."""
+        # The options were checked when they were made: not again here.
         self.listeners = list(listeners)
-        self.grace_period = options.grace_period
+        self.options = options
         self._handler = handler
         self._nursery = nursery
-        self._max_message_size = options.max_message_size
-        self._handshake_timeout = options.handshake_timeout
-        self._receive_buffer_size = options.receive_buffer_size
-        self._linger = options.linger
-        self._ssl_context = options.ssl_context
+        self._connection_options = options.connection
+        handshake_timeout = options.connection.handshake_timeout
+        self._handshake_timeout = handshake_timeout
+        # Every connection's, made once rather than at every accept.
+        self._handshake_reason = (
+            f"no preamble within the handshake timeout ({handshake_timeout:g} s)"
+        )
+        self._ssl_context = ssl_context
         self._slots = trio.Semaphore(options.max_connections)
         self._entries: dict[_Entry, None] = {}  # live, in accept order
         self._ended_before = _zero_counts()
@@ -271,11 +266,23 @@ class Server:
         # grace period; an abort cancels it.
         self._wait_scope = trio.CancelScope()
         self._watch: _DeadlineWatch | None = None
+        for listener in self.listeners:
+            scope = trio.CancelScope()
+            self._accept_scopes.append(scope)
+            nursery.start_soon(self._accept_loop, listener, scope)
 
     def __repr__(self) -> str:
         return f"<adieu.Server {self.addresses!r} {len(self._entries)} connections>"
 
     # ---------------------------------------------------------- inspection
+
+    @property
+    def grace_period(self) -> float:
+        """The default grace period of :meth:`shutdown` and of each
+        connection's graceful close, in seconds: the ``grace_period`` of the
+        server's connection options (read-only: the options are fixed when
+        the server is made)."""
+        return self.options.connection.grace_period
 
     @property
     def connections(self) -> list[Connection]:
@@ -330,12 +337,6 @@ class Server:
         return self._report
 
     # -------------------------------------------------------------- serving
-
-    def _start(self) -> None:
-        for listener in self.listeners:
-            scope = trio.CancelScope()
-            self._accept_scopes.append(scope)
-            self._nursery.start_soon(self._accept_loop, listener, scope)
 
     async def _accept_loop(
         self, listener: trio.abc.Listener[trio.abc.Stream], scope: trio.CancelScope
@@ -393,21 +394,15 @@ class Server:
     ) -> None:
         if self._ssl_context is not None:
             stream = trio.SSLStream(stream, self._ssl_context, server_side=True)
+        options = self._connection_options
         conn = Connection(
-            TransportStream(stream, linger=self._linger),
-            Role.SERVER,
-            max_message_size=self._max_message_size,
-            receive_buffer_size=self._receive_buffer_size,
-            grace_period=self.grace_period,
+            TransportStream(stream, linger=options.linger), Role.SERVER, options
         )
         # Until the client's preamble arrives (and the TLS handshake, which
         # happens as the server's preamble is sent), the connection's scope
         # has the handshake timeout as its deadline.
         handshake_deadline = trio.current_time() + self._handshake_timeout
-        conn._deadline = handshake_deadline
-        conn._deadline_reason = (
-            f"no preamble within the handshake timeout ({self._handshake_timeout:g} s)"
-        )
+        conn.set_deadline(handshake_deadline, self._handshake_reason)
         entry = _Entry(conn, trio.CancelScope(deadline=handshake_deadline))
         entry.from_backlog = from_backlog
         self._entries[entry] = None
@@ -426,13 +421,16 @@ class Server:
                 async with running(conn):
                     if entry.in_shutdown:
                         self._ask_to_finish(entry)
-                    await conn._wait_handshake()
+                    await conn.wait_handshake()
                     if not conn.handshake_complete or conn.termination is not None:
                         return
                     entry.scope.deadline = math.inf
-                    conn._deadline = self._shutdown_deadline
                     if entry.in_shutdown:
-                        conn._deadline_reason = self._expired_detail(entry)
+                        conn.set_deadline(
+                            self._shutdown_deadline, self._expired_detail(entry)
+                        )
+                    else:  # a shutdown that begins later sets its own
+                        conn.set_deadline(math.inf, "")
                     ran = True
                     await self._run_handler(conn, entry)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -613,7 +611,7 @@ class Server:
             sock.send(self._told_frames)
         with contextlib.suppress(OSError):
             sock.setsockopt(
-                stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, _LINGER_RST
+                stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, LINGER_RST
             )
         sock.close()
         termination = Termination(
@@ -642,15 +640,16 @@ class Server:
         conn = entry.conn
         if conn.termination is not None:
             return
-        if self._shutdown_deadline <= conn._deadline:
+        # Until the handshake, the entry's scope carries the connection's
+        # deadline, the handshake timeout; after it, the scope has none.
+        if self._shutdown_deadline <= entry.scope.deadline:
             # The grace period ends first (before the handshake timeout of a
             # connection still waiting for its preamble).
-            conn._deadline = self._shutdown_deadline
-            conn._deadline_reason = self._expired_detail(entry)
+            conn.set_deadline(self._shutdown_deadline, self._expired_detail(entry))
         # A connection whose task has not run yet (just taken from the
         # backlog) gets its preamble now, so that SHUTDOWN can follow it
         # even if the grace period ends before the task runs.
-        conn._greet_now()
+        conn.greet_now()
         conn.request_shutdown(
             self._shutdown_reason,
             grace_period=max(0.0, self._shutdown_deadline - trio.current_time()),
@@ -714,18 +713,17 @@ class Server:
             # any bookkeeping, so the last peer is cut as early as it can be.
             entries = [e for e in self._entries if e.conn.termination is None]
             for entry in entries:
-                entry.conn._reset_transport()
+                entry.conn.reset_transport()
             now = trio.current_time()
             for entry in entries:
                 conn = entry.conn
                 if timed_out:
-                    # Connection._abort_for turns an abort at or past its
-                    # deadline into TIMED_OUT with this reason.
-                    conn._deadline = now
-                    conn._deadline_reason = self._expired_detail(entry)
+                    # An abort at or past the connection's deadline is
+                    # TIMED_OUT, with the deadline's reason.
+                    conn.set_deadline(now, self._expired_detail(entry))
                     conn.abort()
                 else:
-                    conn._abort_for(timed_out=False, detail=_ABORT_DETAIL)
+                    conn.abort_with(_ABORT_DETAIL)
             self._build_report()
             for entry in self._entries:
                 entry.scope.cancel()
@@ -798,9 +796,14 @@ class _DeadlineWatch(trio.abc.Instrument):
         self.server = server
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        # (A helper of the server's, in its module: it reads the server's
+        # state directly, once per task step.)
         server = self.server
-        if server._report is None and trio.current_time() >= server._shutdown_deadline:
-            server._cut(timed_out=True)
+        if (
+            server._report is None  # noqa: SLF001
+            and trio.current_time() >= server._shutdown_deadline  # noqa: SLF001
+        ):
+            server._cut(timed_out=True)  # noqa: SLF001
 
 
 #: Where a connection cut at the end of the grace period was, by stage: no
@@ -822,36 +825,6 @@ _ABORT_DETAIL: Final = (
 async def _close_listener(listener: trio.abc.Listener[trio.abc.Stream]) -> None:
     with trio.CancelScope(shield=True):
         await trio.aclose_forcefully(listener)
-
-
-@dataclasses.dataclass(frozen=True)
-class _ServerOptions:
-    """A server's options, checked once, before anything is bound or
-    served (see :func:`open_server` for what each means)."""
-
-    grace_period: float
-    max_message_size: int
-    max_connections: int
-    handshake_timeout: float
-    receive_buffer_size: int
-    linger: float
-    ssl_context: ssl.SSLContext | None = None
-
-    def __post_init__(self) -> None:
-        check_options(
-            max_message_size=self.max_message_size,
-            receive_buffer_size=self.receive_buffer_size,
-            grace_period=self.grace_period,
-            linger=self.linger,
-        )
-        if self.max_connections < 1:
-            raise ValueError(
-                f"max_connections must be at least 1, not {self.max_connections!r}"
-            )
-        if not self.handshake_timeout >= 0:
-            raise ValueError(
-                f"handshake_timeout must be >= 0, not {self.handshake_timeout!r}"
-            )
 
 
 def _accept_backlog(
@@ -987,56 +960,46 @@ async def open_server(
     Raises:
         ValueError: an option is out of range (checked before anything is
             served).
+        TypeError: an option is not of the right type (checked likewise).
     """
-    options = _ServerOptions(
-        grace_period,
-        max_message_size,
-        max_connections,
-        handshake_timeout,
-        receive_buffer_size,
-        linger,
-        ssl_context,
+    options = server_options(
+        grace_period=grace_period,
+        max_message_size=max_message_size,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+        receive_buffer_size=receive_buffer_size,
+        linger=linger,
     )
-    async with _serve(handler, listeners, options) as server:
+    async with serving(handler, listeners, options, ssl_context) as server:
         yield server
 
 
 @asynccontextmanager
-async def _serve(
+async def serving(
     handler: Handler,
     listeners: Iterable[trio.abc.Listener[trio.abc.Stream]],
-    options: _ServerOptions,
+    options: ServerOptions,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Server]:
-    """:func:`open_server` with its options checked."""
-    escaping: BaseException | None = None
-    unwrapped: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            server = Server(handler, listeners, nursery, options)
-            server._start()
-            try:
-                yield server
-            except BaseException as exc:
-                escaping = exc
-                server.abort()
-                raise
-            try:
-                # A shutdown already running (its caller may have been
-                # cancelled) is waited for, not escalated to an abort.
-                if server.shutting_down:
-                    await server.wait_shut_down()
-                else:
-                    await server.shutdown()
-            except BaseException as exc:
-                escaping = exc
-                server.abort()
-                raise
-    except BaseExceptionGroup as group:
-        if not only_exception(group, escaping):
+    """:func:`open_server` with its options already made (and so checked):
+    for the servers and :mod:`adieu.testing`."""
+    async with block_nursery() as nursery:
+        server = Server(handler, listeners, nursery, options, ssl_context)
+        try:
+            yield server
+        except BaseException:
+            server.abort()
             raise
-        unwrapped = escaping
-    if unwrapped is not None:
-        raise unwrapped
+        try:
+            # A shutdown already running (its caller may have been
+            # cancelled) is waited for, not escalated to an abort.
+            if server.shutting_down:
+                await server.wait_shut_down()
+            else:
+                await server.shutdown()
+        except BaseException:
+            server.abort()
+            raise
 
 
 @asynccontextmanager
@@ -1068,19 +1031,34 @@ async def open_tcp_server(
 
     Raises:
         ValueError: an option is out of range (checked before binding).
+        TypeError: an option is not of the right type (checked likewise).
         OSError: the address could not be bound.
     """
-    options = _ServerOptions(
-        grace_period,
-        max_message_size,
-        max_connections,
-        handshake_timeout,
-        receive_buffer_size,
-        linger,
-        ssl_context,
+    options = server_options(
+        grace_period=grace_period,
+        max_message_size=max_message_size,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+        receive_buffer_size=receive_buffer_size,
+        linger=linger,
     )
+    tcp = _tcp_server(handler, host, port, backlog, options, ssl_context)
+    async with tcp as server:
+        yield server
+
+
+@asynccontextmanager
+async def _tcp_server(
+    handler: Handler,
+    host: str | bytes | None,
+    port: int,
+    backlog: int | None,
+    options: ServerOptions,
+    ssl_context: ssl.SSLContext | None,
+) -> AsyncIterator[Server]:
+    """:func:`open_tcp_server` with its options made."""
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
-    async with _serve(handler, listeners, options) as server:
+    async with serving(handler, listeners, options, ssl_context) as server:
         yield server
 
 
@@ -1110,15 +1088,16 @@ async def open_unix_server(
 
     Raises:
         ValueError: an option is out of range (checked before binding).
+        TypeError: an option is not of the right type (checked likewise).
         OSError: ``path`` exists or cannot be bound.
     """
-    options = _ServerOptions(
-        grace_period,
-        max_message_size,
-        max_connections,
-        handshake_timeout,
-        receive_buffer_size,
-        linger,
+    options = server_options(
+        grace_period=grace_period,
+        max_message_size=max_message_size,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+        receive_buffer_size=receive_buffer_size,
+        linger=linger,
     )
     fspath = os.fspath(path)
     sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
@@ -1129,7 +1108,7 @@ async def open_unix_server(
         sock.close()
         raise
     try:
-        async with _serve(handler, [trio.SocketListener(sock)], options) as server:
+        async with serving(handler, [trio.SocketListener(sock)], options) as server:
             yield server
     finally:
         sock.close()
@@ -1143,7 +1122,14 @@ async def serve_tcp(
     *,
     host: str | bytes | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
-    **options: Any,
+    backlog: int | None = None,
+    grace_period: float = DEFAULT_GRACE_PERIOD,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
+    linger: float = DEFAULT_LINGER,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ShutdownReport:
     """Serve ``handler`` over TCP until the server is shut down; for
     ``nursery.start``::
@@ -1159,16 +1145,28 @@ async def serve_tcp(
 
     Args:
         handler, port, host: as :func:`open_tcp_server`.
-        options: any keyword of :func:`open_tcp_server`.
+
+    The other keyword arguments are those of :func:`open_tcp_server`, with
+    the same defaults.
 
     Returns:
         The :class:`ShutdownReport`, once the server has shut down.
 
     Raises:
-        ValueError: an option is out of range.
+        ValueError: an option is out of range (checked before binding).
+        TypeError: an option is not of the right type (checked likewise).
         OSError: the address could not be bound.
     """
-    async with open_tcp_server(handler, host, port, **options) as server:
+    options = server_options(
+        grace_period=grace_period,
+        max_message_size=max_message_size,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+        receive_buffer_size=receive_buffer_size,
+        linger=linger,
+    )
+    tcp = _tcp_server(handler, host, port, backlog, options, ssl_context)
+    async with tcp as server:
         task_status.started(server)
         return await server.wait_shut_down()
     raise AssertionError("unreachable")  # pragma: no cover

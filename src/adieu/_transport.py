@@ -30,7 +30,13 @@ from typing import Any, final
 
 import trio
 
-__all__ = ["DEFAULT_LINGER", "TransportStream", "is_reset", "underlying_socket"]
+__all__ = [
+    "DEFAULT_LINGER",
+    "LINGER_RST",
+    "TransportStream",
+    "is_reset",
+    "underlying_socket",
+]
 
 #: Seconds :meth:`TransportStream.aclose` waits for the peer's EOF while
 #: discarding its input. Two seconds is what Apache's lingering close uses:
@@ -48,7 +54,10 @@ _RAW_IO = os.name == "posix"
 #: Read size while discarding. Arbitrary: large enough to drain fast.
 _DISCARD_CHUNK = 65536
 
-_LINGER_RST = struct.pack("ii", 1, 0)
+#: ``SO_LINGER`` on, with a linger of 0 s: ``close()`` then sends RST (an
+#: abort) instead of FIN. Also used by the server, to reset a connection it
+#: takes from the listen backlog after its grace period has ended.
+LINGER_RST = struct.pack("ii", 1, 0)
 
 _RESET_ERRNOS = frozenset(
     {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN}
@@ -376,7 +385,7 @@ class TransportStream(trio.abc.HalfCloseableStream):
             if sock.fileno() >= 0:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(
-                        stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, _LINGER_RST
+                        stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, LINGER_RST
                     )
                 sock.close()
             return

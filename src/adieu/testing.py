@@ -28,14 +28,22 @@ from __future__ import annotations
 import operator
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, final
+from typing import final
 
 import trio
 
-from ._connection import Connection
-from ._open import wrap_stream
-from ._server import Handler, Server, open_server
+from ._connection import DEFAULT_GRACE_PERIOD, DEFAULT_RECEIVE_BUFFER_SIZE, Connection
+from ._frames import DEFAULT_MAX_MESSAGE_SIZE
+from ._open import run_stream
+from ._options import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    ConnectionOptions,
+    server_options,
+)
+from ._server import Handler, Server, serving
 from ._state import Role
+from ._transport import DEFAULT_LINGER
 
 __all__ = [
     "MemoryPipe",
@@ -352,7 +360,12 @@ def memory_stream(conn: Connection) -> MemoryStream:
 
 @asynccontextmanager
 async def open_connection_pair(
-    *, capacity: int = DEFAULT_PIPE_CAPACITY, **options: Any
+    *,
+    capacity: int = DEFAULT_PIPE_CAPACITY,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
+    grace_period: float = DEFAULT_GRACE_PERIOD,
+    linger: float = DEFAULT_LINGER,
 ) -> AsyncIterator[tuple[Connection, Connection]]:
     """A connected ``(client, server)`` pair of running connections.
 
@@ -363,8 +376,14 @@ async def open_connection_pair(
     Args:
         capacity: bytes each direction holds in flight before its writer
             waits (default 64 KiB).
-        options: keywords of :func:`adieu.wrap_stream` for both sides
-            (``grace_period``, ``max_message_size``...).
+
+    The other keyword arguments are those of :func:`adieu.wrap_stream`, with
+    the same defaults, for both sides (which share one
+    :class:`~adieu.ConnectionOptions`).
+
+    Raises:
+        ValueError: an option is out of range.
+        TypeError: an option is not of the right type.
 
     Each connection runs over a :class:`MemoryStream` (see
     :func:`memory_stream`), whose ``outgoing`` pipe a test can hold, release,
@@ -373,10 +392,16 @@ async def open_connection_pair(
     Entering sends both preambles (a checkpoint). If the block is cancelled,
     both connections are aborted and the cancellation propagates.
     """
+    options = ConnectionOptions(
+        max_message_size=max_message_size,
+        receive_buffer_size=receive_buffer_size,
+        grace_period=grace_period,
+        linger=linger,
+    )
     client_stream, server_stream = memory_stream_pair(capacity)
     async with (
-        wrap_stream(client_stream, Role.CLIENT, **options) as client,
-        wrap_stream(server_stream, Role.SERVER, **options) as server,
+        run_stream(client_stream, Role.CLIENT, options) as client,
+        run_stream(server_stream, Role.SERVER, options) as server,
     ):
         try:
             yield client, server
@@ -385,19 +410,29 @@ async def open_connection_pair(
             server.abort()
             raise
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(client._exit, None)
-            nursery.start_soon(server._exit, None)
+            nursery.start_soon(client.end_block, None)
+            nursery.start_soon(server.end_block, None)
 
 
 @asynccontextmanager
-async def open_memory_server(handler: Handler, **options: Any) -> AsyncIterator[Server]:
+async def open_memory_server(
+    handler: Handler,
+    *,
+    grace_period: float = DEFAULT_GRACE_PERIOD,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
+    linger: float = DEFAULT_LINGER,
+) -> AsyncIterator[Server]:
     """Run ``handler`` as an adieu server with no listener; connect to it
     with :func:`connect_memory`.
 
     Args:
         handler: the handler, as for :func:`adieu.open_tcp_server`.
-        options: keywords of :func:`adieu.open_server` (``grace_period``,
-            ``max_message_size``, ``handshake_timeout``...).
+
+    The other keyword arguments are those of :func:`adieu.open_server`, with
+    the same defaults.
 
     Yields:
         The running :class:`~adieu.Server`. Leaving the block shuts it down
@@ -405,31 +440,56 @@ async def open_memory_server(handler: Handler, **options: Any) -> AsyncIterator[
 
     Raises:
         ValueError: an option is out of range.
+        TypeError: an option is not of the right type.
     """
-    async with open_server(handler, (), **options) as server:
+    options = server_options(
+        grace_period=grace_period,
+        max_message_size=max_message_size,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+        receive_buffer_size=receive_buffer_size,
+        linger=linger,
+    )
+    async with serving(handler, (), options) as server:
         yield server
 
 
 @asynccontextmanager
 async def connect_memory(
-    server: Server, *, capacity: int = DEFAULT_PIPE_CAPACITY, **options: Any
+    server: Server,
+    *,
+    capacity: int = DEFAULT_PIPE_CAPACITY,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
+    grace_period: float = DEFAULT_GRACE_PERIOD,
+    linger: float = DEFAULT_LINGER,
 ) -> AsyncIterator[Connection]:
     """Connect a client to ``server`` over memory streams.
 
     Args:
         server: a running server (usually from :func:`open_memory_server`).
         capacity: bytes each direction holds in flight.
-        options: keywords of :func:`adieu.wrap_stream` for the client.
+
+    The other keyword arguments are those of :func:`adieu.wrap_stream`, with
+    the same defaults, for the client.
 
     Raises:
         trio.ClosedResourceError: the server is shutting down (as a refused
             connection).
-        ValueError: an option is out of range.
+        ValueError: an option is out of range (checked before the server
+            is told of the connection).
+        TypeError: an option is not of the right type (likewise).
 
     The connection is the client side of :func:`adieu.wrap_stream`: the
     same ending rules, the same cancellation behaviour.
     """
+    options = ConnectionOptions(
+        max_message_size=max_message_size,
+        receive_buffer_size=receive_buffer_size,
+        grace_period=grace_period,
+        linger=linger,
+    )
     client_stream, server_stream = memory_stream_pair(capacity)
     server.serve_stream(server_stream)
-    async with wrap_stream(client_stream, Role.CLIENT, **options) as conn:
+    async with run_stream(client_stream, Role.CLIENT, options) as conn:
         yield conn
