@@ -608,6 +608,9 @@ class ShutdownClient:
         self.open = 0
         self.established = 0
         self.buffer = bytearray(_READ_SIZE)
+        #: what the server wrote after its answer's line, read with it (the
+        #: start of its next line, if any)
+        self.answer_rest = b""
 
     # -- connecting
 
@@ -806,7 +809,8 @@ class ShutdownClient:
             wait1 = process_wait_seconds(server_pid)
         ccpu1, busy1 = time.thread_time(), cores_busy_seconds(cores)
         cwait1 = process_wait_seconds(os.getpid())
-        server = json.loads(answer.partition(b"\n")[0])
+        first, _, self.answer_rest = bytes(answer).partition(b"\n")
+        server = json.loads(first)
         return self.result(
             triggered,
             server,
