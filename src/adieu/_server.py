@@ -253,6 +253,8 @@ class Server:
         self._ended_before = _zero_counts()
         self._accept_scopes: list[trio.CancelScope] = []
         self._shutdown_started = False
+        # Until the server's block has exited (see _FullCollectionsDeferral).
+        self._deferring_full_collections = False
         self._shutdown_start = 0.0
         self._shutdown_grace = 0.0
         self._shutdown_deadline = math.inf
@@ -568,6 +570,8 @@ class Server:
         """Step 1 of the shutdown, synchronous: no connection can complete
         in the kernel and be accepted while it runs."""
         self._shutdown_started = True
+        self._deferring_full_collections = True
+        _full_collections.defer()
         self._shutdown_start = trio.current_time()
         self._shutdown_grace = grace
         self._shutdown_deadline = self._shutdown_start + grace
@@ -937,6 +941,64 @@ def _accept_queue_length(sock: trio.socket.SocketType) -> int | None:
     return int(count)
 
 
+#: The collector's third threshold while full collections are deferred: the
+#: number of generation-1 collections a full one waits for (CPython's own
+#: default is 10). 2**30 of them, each after about 7,000 allocations, are
+#: never reached: full collections simply wait until it is restored.
+_DEFERRED_FULL_THRESHOLD: Final = 1 << 30
+
+
+class _FullCollectionsDeferral:
+    """Defers CPython's full (generation 2) cyclic collections while any
+    server's shutdown runs, process-wide, and restores them when the last
+    such server's block has exited.
+
+    Why: a server with thousands of connections holds a million objects or
+    more, and one full collection of them takes 0.1-1 s, during which nothing
+    else runs. In a shutdown its handlers allocate a lot (closing frames,
+    cancellations), so full collections came one after the other, one could
+    be running when the grace period ended (the cut then came as late), and
+    more ran while the handlers unwound after the cut. The young generations
+    are still collected, so short-lived cycles are still freed; only the
+    scan of everything long-lived waits, until the connections are gone and
+    it is cheap.
+
+    How: by raising the collector's third threshold (:func:`gc.set_threshold`),
+    never by :func:`gc.freeze` (unfreezing afterwards would also release
+    objects the application froze) nor :func:`gc.disable`. The application's
+    thresholds are put back as they were, unless it changed them meanwhile
+    (then its own setting stands). Where automatic collection is off
+    (threshold 0), nothing is changed.
+    """
+
+    def __init__(self) -> None:
+        self._holders = 0
+        self._saved: tuple[int, int, int] | None = None
+        self._deferred: tuple[int, int, int] | None = None
+
+    def defer(self) -> None:
+        self._holders += 1
+        if self._holders > 1:
+            return
+        saved = gc.get_threshold()
+        if saved[0] == 0:
+            return
+        self._saved = saved
+        self._deferred = (saved[0], saved[1], _DEFERRED_FULL_THRESHOLD)
+        gc.set_threshold(*self._deferred)
+
+    def restore(self) -> None:
+        self._holders -= 1
+        if self._holders > 0 or self._saved is None:
+            return
+        if gc.get_threshold() == self._deferred:
+            gc.set_threshold(*self._saved)
+        self._saved = self._deferred = None
+
+
+_full_collections = _FullCollectionsDeferral()
+
+
 @asynccontextmanager
 async def open_server(
     handler: Handler,
@@ -1010,6 +1072,7 @@ async def _serve(
     """:func:`open_server` with its options checked."""
     escaping: BaseException | None = None
     unwrapped: BaseException | None = None
+    server: Server | None = None
     try:
         async with trio.open_nursery() as nursery:
             server = Server(handler, listeners, nursery, options)
@@ -1035,6 +1098,12 @@ async def _serve(
         if not only_exception(group, escaping):
             raise
         unwrapped = escaping
+    finally:
+        if server is not None and server._deferring_full_collections:
+            # Every handler has unwound: the long-lived objects of its
+            # connections are gone, and a full collection is cheap again.
+            server._deferring_full_collections = False
+            _full_collections.restore()
     if unwrapped is not None:
         raise unwrapped
 
