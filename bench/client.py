@@ -566,6 +566,10 @@ class ShutdownClientResult:
     #: when the last client received SHUTDOWN, in seconds after the server's
     #: shutdown started (how long asking everyone took)
     last_shutdown_seen: float
+    #: connections that ended (as the client saw it) at or after the end of
+    #: the server's grace period: those the server's cut had to end, reset
+    #: or closed quietly
+    ended_after_deadline: int
     #: seconds from the start of the traffic to the server's answer (the
     #: shutdown's report)
     window_seconds: float
@@ -878,6 +882,7 @@ class ShutdownClient:
         ended = [p for p in peers if p.eof and p.server_end is not None]
         cut = [p for p in peers if not (p.eof and p.server_end is not None)]
         last = max((p.closed_at or triggered) for p in peers)
+        deadline = server["started_at"] + server["grace"]
         disagreements, samples = self.disagreements(server.pop("peers"))
         return ShutdownClientResult(
             connections=len(peers),
@@ -898,6 +903,9 @@ class ShutdownClient:
                 default=math.nan,
             )
             - server["started_at"],
+            ended_after_deadline=sum(
+                1 for p in peers if p.closed_at is None or p.closed_at >= deadline
+            ),
             window_seconds=window,
             server_cpu=server_cpu,
             server_wait=server_wait,

@@ -599,11 +599,13 @@ def worst_timeline(runs: list[dict[str, Any]], key: str) -> float | None:
 
 
 def cut_pass_us(record: dict[str, Any]) -> float | None:
-    """About what the cut's pass took per connection it cut, in µs: past
+    """About what the cut's pass took per connection it ended, in µs: past
     the grace less the moment the scheduler resumed, divided by the
-    connections reported TIMED_OUT (``None`` if none was cut)."""
+    connections whose clients saw them end at or after the deadline (reset,
+    or closed quietly by the pass once both ENDs were exchanged; ``None`` if
+    there were none)."""
     server = record["server"]
-    cut = server["counts"]["timed_out"]
+    cut = record["ended_after_deadline"]
     if not cut:
         return None
     resumed = server.get("timeline", {}).get("resumed_after_deadline") or 0.0
@@ -1474,7 +1476,9 @@ def render(
             "began, or its wait for I/O ended), from Trio's instrument hooks in "
             "the server (worst run): past grace less resumed is about what the "
             "cut's pass took. Pass µs/conn: that, divided by the connections it "
-            "cut (median). Bare cut: the reference, the floor of that pass on "
+            "ended (those whose clients saw them end at or after the deadline: "
+            "reset, or closed quietly once both ENDs were exchanged; median). "
+            "Bare cut: the reference, the floor of that pass on "
             "this machine: as many loopback connections, accepted by a plain "
             "Python process without Trio (each client's 64 bytes left unread), "
             "reset in a plain loop of setsockopt(SO_LINGER 0) and close (median; "
