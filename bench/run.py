@@ -579,6 +579,7 @@ def describe(record: dict[str, Any]) -> str:
         f"N={record['n']} {record['load']}: {srv['duration'] * 1000:,.0f} ms{past}, "
         f"{srv['counts']['clean']} clean, {record['compliant_cut']} compliant cut, "
         f"{record['disagreements']} disagreements, "
+        f"resident set {srv['rss_growth'] / 2**20:+,.1f} MiB during the shutdown, "
         f"{record['lost_replies'] + record['end_mismatches']} lost, "
         f"last SHUTDOWN seen after {record['last_shutdown_seen'] * 1000:,.0f} ms, "
         f"server waited {record['server_wait'] / window:.0%}, "

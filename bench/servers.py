@@ -384,6 +384,7 @@ async def command_loop(
                 # collector's reach, so that only what the shutdown itself
                 # allocates is scanned.
                 gc.freeze()
+            rss_before = rss_bytes()
             cpu = time.process_time()
             # CLOCK_MONOTONIC, which the client reads too (Trio's clock has
             # an offset of its own): the client places the deadline on its
@@ -423,6 +424,9 @@ async def command_loop(
                     "discarded": sum(t.messages_discarded for t in terminations),
                     "gc": gc_timer.seconds,
                     "gc_collections": gc_timer.collections,
+                    # the resident set's growth during the shutdown (full
+                    # collections are deferred meanwhile)
+                    "rss_growth": rss_bytes() - rss_before,
                 }
             )
             # When the report was built, on this clock, and how long this
