@@ -253,7 +253,8 @@ class Server:
         self._ended_before = _zero_counts()
         self._accept_scopes: list[trio.CancelScope] = []
         self._shutdown_started = False
-        # Until the server's block has exited (see _FullCollectionsDeferral).
+        # From the start of the shutdown until the report is built and no
+        # handler is left, or the block exits (see _FullCollectionsDeferral).
         self._deferring_full_collections = False
         self._shutdown_start = 0.0
         self._shutdown_grace = 0.0
@@ -497,6 +498,8 @@ class Server:
             self._ended_before[termination.kind] += 1
         if not self._entries:
             self._idle.set()
+            if self._report is not None:
+                self._restore_full_collections()  # the last handler is done
         # Last: the bookkeeping above must be done even if a logging handler
         # raises, or a shutdown would wait for this connection forever.
         logger.debug("connection ended: %s", termination)
@@ -761,8 +764,18 @@ class Server:
             aborted=self._aborted,
         )
         self._done.set()
+        if not self._entries:
+            self._restore_full_collections()  # no handler left to unwind
         logger.info("%s", self._report)
         return self._report
+
+    def _restore_full_collections(self) -> None:
+        """End this server's deferral of full collections (idempotent): once
+        the report is built and no handler is left to unwind, or at the
+        latest when the server's block exits."""
+        if self._deferring_full_collections:
+            self._deferring_full_collections = False
+            _full_collections.restore()
 
     def abort(self) -> None:
         """Abort now: stop accepting and close the listeners, cancel every
@@ -950,8 +963,9 @@ _DEFERRED_FULL_THRESHOLD: Final = 1 << 30
 
 class _FullCollectionsDeferral:
     """Defers CPython's full (generation 2) cyclic collections while any
-    server's shutdown runs, process-wide, and restores them when the last
-    such server's block has exited.
+    server's shutdown runs, process-wide: from the start of a shutdown until
+    its report is built and its last handler has returned (or its block has
+    exited, whichever comes first), counted over servers.
 
     Why: a server with thousands of connections holds a million objects or
     more, and one full collection of them takes 0.1-1 s, during which nothing
@@ -1099,11 +1113,10 @@ async def _serve(
             raise
         unwrapped = escaping
     finally:
-        if server is not None and server._deferring_full_collections:
-            # Every handler has unwound: the long-lived objects of its
-            # connections are gone, and a full collection is cheap again.
-            server._deferring_full_collections = False
-            _full_collections.restore()
+        if server is not None:
+            # Every handler has unwound (if the report's builder or the
+            # last handler did not already end the deferral).
+            server._restore_full_collections()
     if unwrapped is not None:
         raise unwrapped
 
