@@ -143,6 +143,7 @@ class TransportStream(trio.abc.HalfCloseableStream):
         "_drained",
         "_eof_received",
         "_eof_sent",
+        "_lingering",
         "_raw",
         "_receive_conflict",
         "_send_conflict",
@@ -166,6 +167,9 @@ class TransportStream(trio.abc.HalfCloseableStream):
         self._closed = False
         self._eof_sent = False
         self._eof_received = False
+        # aclose() is reading the peer's input to its EOF (it waits on the
+        # socket outside receive_some()).
+        self._lingering = False
         #: Bytes thrown away by :meth:`aclose` and :meth:`abort` while
         #: closing (input that arrived and was never read).
         self.discarded_bytes = 0
@@ -380,12 +384,17 @@ class TransportStream(trio.abc.HalfCloseableStream):
                 raw.setsockopt(
                     stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, _LINGER_RST
                 )
-            if self._receive_conflict.held or self._send_conflict.held:
+            if (
+                self._receive_conflict.held
+                or self._send_conflict.held
+                or self._lingering
+            ):
                 # A task of this stream may be waiting on the descriptor:
                 # Trio must wake it before the descriptor is closed.
                 trio.lowlevel.notify_closing(raw)
             # Otherwise no task waits on it (this stream drives the socket
-            # itself, and only its receive and send wait on it): Trio keeps
+            # itself, and only its receive, its send and aclose()'s linger
+            # wait on it): Trio keeps
             # no registration for a descriptor nobody waits on, so the
             # close needs no notice, and the cut of thousands of
             # connections saves Trio's epoll_ctl for each of them.
@@ -427,6 +436,7 @@ class TransportStream(trio.abc.HalfCloseableStream):
         in_use = self._send_conflict.held or self._receive_conflict.held
         try:
             if not self._eof_received and not in_use:
+                self._lingering = True
                 with trio.move_on_after(self.linger):
                     if not self._eof_sent and self.supports_half_close:
                         self._eof_sent = True
@@ -444,6 +454,7 @@ class TransportStream(trio.abc.HalfCloseableStream):
                             break
                         self.discarded_bytes += len(chunk)
         finally:
+            self._lingering = False
             await self.aclose_now()
 
     async def aclose_now(self) -> None:

@@ -24,7 +24,9 @@ TIMEOUT = 10.0
 
 
 @asynccontextmanager
-async def tcp_pair() -> AsyncIterator[tuple[TransportStream, trio.SocketStream]]:
+async def tcp_pair(
+    linger: float = 2.0,
+) -> AsyncIterator[tuple[TransportStream, trio.SocketStream]]:
     """An accepted loopback connection wrapped in a transport, and its raw
     peer."""
     async with tcp_listener() as listener:
@@ -32,7 +34,21 @@ async def tcp_pair() -> AsyncIterator[tuple[TransportStream, trio.SocketStream]]
         async with peer:
             accepted = await listener.accept()
             assert isinstance(accepted, trio.SocketStream)
-            yield TransportStream(accepted), peer
+            yield TransportStream(accepted, linger=linger), peer
+
+
+async def _descriptor_is_reusable(fd: int) -> None:
+    """The lowest free descriptor is ``fd``, just closed: a new socket gets
+    it, and Trio can wait on it as on any other (it kept no registration of
+    the old one)."""
+    left, right = trio.socket.socketpair()
+    with left, right:
+        assert fd in (left.fileno(), right.fileno())
+        reused = left if left.fileno() == fd else right
+        other = right if reused is left else left
+        await other.send(b"x")
+        await trio.lowlevel.wait_readable(reused)
+        assert await reused.recv(1) == b"x"
 
 
 async def _peer_sees_reset(peer: trio.SocketStream) -> None:
@@ -51,16 +67,7 @@ async def test_abort_with_no_task_waiting_resets_and_leaves_trio_nothing() -> No
             assert transport.socket.fileno() == -1
             await _peer_sees_reset(peer)
             transport.abort()  # idempotent
-            # The lowest free descriptor is the one just closed: a new
-            # socket gets it, and Trio can wait on it as on any other.
-            left, right = trio.socket.socketpair()
-            with left, right:
-                assert fd in (left.fileno(), right.fileno())
-                reused = left if left.fileno() == fd else right
-                other = right if reused is left else left
-                await other.send(b"x")
-                await trio.lowlevel.wait_readable(reused)
-                assert await reused.recv(1) == b"x"
+            await _descriptor_is_reusable(fd)
 
 
 async def _abort_wakes(
@@ -102,3 +109,29 @@ async def test_abort_wakes_a_task_waiting_to_send() -> None:
                 transport, functools.partial(transport.send_all, b"x" * 10_000_000)
             )
             await _peer_sees_reset(peer)
+
+
+async def test_abort_wakes_aclose_waiting_for_the_peers_eof() -> None:
+    """``aclose()`` reads the peer's input until its EOF (the linger) and
+    waits on the socket meanwhile; an abort from another task ends that
+    wait at once, and leaves Trio nothing of the descriptor."""
+    with trio.fail_after(TIMEOUT):
+        # A linger far longer than the test's bound: only the abort can end
+        # the wait in time.
+        async with tcp_pair(linger=1000 * TIMEOUT) as (transport, _peer):
+            assert transport.socket is not None
+            fd = transport.socket.fileno()
+            closed = trio.Event()
+
+            async def close() -> None:
+                await transport.aclose()
+                closed.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(close)
+                await trio.testing.wait_all_tasks_blocked()
+                assert not closed.is_set()  # lingering: the peer sends no EOF
+                transport.abort()
+                await trio.testing.wait_all_tasks_blocked()
+                assert closed.is_set()
+            await _descriptor_is_reusable(fd)
