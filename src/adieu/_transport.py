@@ -370,7 +370,12 @@ class TransportStream(trio.abc.HalfCloseableStream):
         next :meth:`aclose`, which then skips its linger.
 
         Synchronous, never blocks, idempotent, and works inside a cancelled
-        scope. Tasks blocked on this stream get :exc:`trio.ClosedResourceError`.
+        scope. Tasks blocked on this stream (in its receive, its send or its
+        :meth:`aclose`) get :exc:`trio.ClosedResourceError`. This stream owns
+        the one it wraps: no task should wait on the wrapped socket other
+        than through it (on a plain socket, Trio is told of the close only
+        when a task of this stream may be waiting, which saves a system call
+        per connection in a server's cut of thousands).
         """
         if self._closed and self.socket is None:
             return
