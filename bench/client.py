@@ -566,6 +566,10 @@ class ShutdownClientResult:
     #: when the last client received SHUTDOWN, in seconds after the server's
     #: shutdown started (how long asking everyone took)
     last_shutdown_seen: float
+    #: connections that ended (as the client saw it) at or after the end of
+    #: the server's grace period: those the server's cut had to end, reset
+    #: or closed quietly
+    ended_after_deadline: int
     #: seconds from the start of the traffic to the server's answer (the
     #: shutdown's report)
     window_seconds: float
@@ -608,6 +612,9 @@ class ShutdownClient:
         self.open = 0
         self.established = 0
         self.buffer = bytearray(_READ_SIZE)
+        #: what the server wrote after its answer's line, read with it (the
+        #: start of its next line, if any)
+        self.answer_rest = b""
 
     # -- connecting
 
@@ -806,7 +813,8 @@ class ShutdownClient:
             wait1 = process_wait_seconds(server_pid)
         ccpu1, busy1 = time.thread_time(), cores_busy_seconds(cores)
         cwait1 = process_wait_seconds(os.getpid())
-        server = json.loads(answer.partition(b"\n")[0])
+        first, _, self.answer_rest = bytes(answer).partition(b"\n")
+        server = json.loads(first)
         return self.result(
             triggered,
             server,
@@ -874,6 +882,7 @@ class ShutdownClient:
         ended = [p for p in peers if p.eof and p.server_end is not None]
         cut = [p for p in peers if not (p.eof and p.server_end is not None)]
         last = max((p.closed_at or triggered) for p in peers)
+        deadline = server["started_at"] + server["grace"]
         disagreements, samples = self.disagreements(server.pop("peers"))
         return ShutdownClientResult(
             connections=len(peers),
@@ -894,6 +903,9 @@ class ShutdownClient:
                 default=math.nan,
             )
             - server["started_at"],
+            ended_after_deadline=sum(
+                1 for p in peers if p.closed_at is None or p.closed_at >= deadline
+            ),
             window_seconds=window,
             server_cpu=server_cpu,
             server_wait=server_wait,

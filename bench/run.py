@@ -29,6 +29,7 @@ import operator
 import os
 import platform
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -418,6 +419,18 @@ def run_shutdown(plan: Plan, cores: Cores) -> list[dict[str, Any]]:
     records = []
     for rep in range(max(plan.shutdown_reps, plan.stubborn_reps)):
         for index, n in enumerate(plan.shutdown_ns):
+            if rep < plan.stubborn_reps:
+                record = bare_cut_cell(cores, n)
+                record["rep"] = rep
+                records.append(record)
+                progress(
+                    f"bare cut {rep + 1}/{plan.stubborn_reps} N={n}: "
+                    f"{record['seconds'] * 1000:,.1f} ms "
+                    f"({record['seconds'] / n * 1e6:.1f} µs per connection; "
+                    f"CPU {record['cpu'] * 1000:,.1f} ms, waited for its core "
+                    f"{record['waited'] * 1000:,.1f} ms), "
+                    f"{record['reset']:,} of {n:,} clients saw the reset"
+                )
             for load in rotated(SHUTDOWN_LOADS, rep + index):
                 reps = plan.stubborn_reps if load == "stubborn" else plan.shutdown_reps
                 if rep >= reps:
@@ -464,11 +477,68 @@ def shutdown_cell(
             server_pid=server.pid,
             cores=cores.measured,
         )
+        # The server's next line, once it has left its block.
+        line = bench.answer_rest
+        if b"\n" not in line:
+            line += server.stdout.readline()
+        exit_figures = json.loads(line)
     finally:
         server.close()
     record = dataclasses.asdict(result)
-    record.update(n=n, load=load, grace=grace)
+    record.update(
+        n=n,
+        load=load,
+        grace=grace,
+        block_exit=exit_figures["block_exit"],
+        block_exit_gc=sum(exit_figures["gc"]),
+    )
     return record
+
+
+#: What each client of the bare cut sends before the cut and the server
+#: leaves unread (a stubborn client's request is 69 bytes).
+_BARE_CUT_REQUEST = b"x" * 64
+
+
+def bare_cut_cell(cores: Cores, n: int) -> dict[str, Any]:
+    """The reference next to the stubborn cells: the floor of the cut, ``n``
+    accepted loopback connections reset by a plain Python loop of
+    ``setsockopt(SO_LINGER {1, 0})`` and ``close``, without Trio (see
+    ``servers.serve_bare_cut``). Each client sends 64 bytes first, left
+    unread; after the cut each client checks that it saw the reset."""
+    server = ServerProcess(cores, variant="bare", kind="cut", target=n)
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(_BARE_CUT_REQUEST)
+            socks.append(sock)
+        server.read()  # every connection accepted
+        waited = client.process_wait_seconds(server.pid)
+        result = server.request("cut")
+        waited = client.process_wait_seconds(server.pid) - waited
+        reset = 0
+        for sock in socks:
+            try:
+                data = sock.recv(1)
+            except ConnectionResetError:
+                reset += 1
+            else:
+                assert not data, "the bare server sends nothing"
+    finally:
+        for sock in socks:
+            sock.close()
+        server.close()
+    return {
+        "n": n,
+        "load": "bare cut",
+        "seconds": result["seconds"],
+        "cpu": result["cpu"],
+        # what the server waited for its core meanwhile (an upper bound:
+        # counted from before the command to after the answer)
+        "waited": waited,
+        "reset": reset,
+    }
 
 
 def describe(record: dict[str, Any]) -> str:
@@ -509,6 +579,7 @@ def describe(record: dict[str, Any]) -> str:
         f"N={record['n']} {record['load']}: {srv['duration'] * 1000:,.0f} ms{past}, "
         f"{srv['counts']['clean']} clean, {record['compliant_cut']} compliant cut, "
         f"{record['disagreements']} disagreements, "
+        f"resident set {srv['rss_growth'] / 2**20:+,.1f} MiB during the shutdown, "
         f"{record['lost_replies'] + record['end_mismatches']} lost, "
         f"last SHUTDOWN seen after {record['last_shutdown_seen'] * 1000:,.0f} ms, "
         f"server waited {record['server_wait'] / window:.0%}, "
@@ -528,10 +599,28 @@ def worst_timeline(runs: list[dict[str, Any]], key: str) -> float | None:
     return max(values) * 1000 if values else None
 
 
+def cut_pass_us(record: dict[str, Any]) -> float | None:
+    """About what the cut's pass took per connection it ended, in µs: past
+    the grace less the moment the scheduler resumed, divided by the
+    connections whose clients saw them end at or after the deadline (reset,
+    or closed quietly by the pass once both ENDs were exchanged; ``None`` if
+    there were none)."""
+    server = record["server"]
+    cut = record["ended_after_deadline"]
+    if not cut:
+        return None
+    resumed = server.get("timeline", {}).get("resumed_after_deadline") or 0.0
+    return (server["duration"] - record["grace"] - resumed) / cut * 1e6
+
+
 def summarize_shutdown(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     cells: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    bare: dict[int, list[dict[str, Any]]] = {}
     for r in records:
-        cells.setdefault((r["n"], r["load"]), []).append(r)
+        if r["load"] == "bare cut":
+            bare.setdefault(r["n"], []).append(r)
+        else:
+            cells.setdefault((r["n"], r["load"]), []).append(r)
     rows = []
     for (n, load), runs in sorted(
         cells.items(), key=lambda kv: (kv[0][0], SHUTDOWN_LOADS.index(kv[0][1]))
@@ -539,8 +628,18 @@ def summarize_shutdown(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         durations = [r["server"]["duration"] for r in runs]
         grace = runs[0]["grace"]
         clean = [r["server"]["counts"]["clean"] for r in runs]
+        passes = [p for p in map(cut_pass_us, runs) if p is not None]
+        floor = bare.get(n, []) if load == "stubborn" else []
         rows.append(
             {
+                "block_exit_ms": max(r["block_exit"] for r in runs) * 1000,
+                "cut_pass_us": median(passes) if passes else None,
+                "bare_cut_ms": median(b["seconds"] for b in floor) * 1000
+                if floor
+                else None,
+                "bare_cut_cpu_ms": median(b["cpu"] for b in floor) * 1000
+                if floor
+                else None,
                 "n": n,
                 "load": load,
                 "grace": grace,
@@ -1377,7 +1476,17 @@ def render(
             "deadline at which the server's scheduler could act (a task step "
             "began, or its wait for I/O ended), from Trio's instrument hooks in "
             "the server (worst run): past grace less resumed is about what the "
-            "cut's pass took. Compliant cut: "
+            "cut's pass took. Pass µs/conn: that, divided by the connections it "
+            "ended (those whose clients saw them end at or after the deadline: "
+            "reset, or closed quietly once both ENDs were exchanged; median). "
+            "Bare cut: the reference, the floor of that pass on "
+            "this machine: as many loopback connections, accepted by a plain "
+            "Python process without Trio (each client's 64 bytes left unread), "
+            "reset in a plain loop of setsockopt(SO_LINGER 0) and close (median; "
+            "in brackets its CPU time). Block exit: from the report to the end "
+            "of the server's `async with` block, the handlers unwinding after the "
+            "cut (worst run; less the time the benchmark's own answer took). "
+            "Compliant cut: "
             "clients that answered SHUTDOWN but did not get the server's END and "
             "EOF (worst run). Disagreements: connections where the server's report "
             "and the client's experience differ (server CLEAN without the client "
@@ -1414,6 +1523,13 @@ def render(
                     f"{r['resumed_ms']:+,.0f}"
                     if stubborn and r["resumed_ms"] is not None
                     else "",
+                    f"{r['cut_pass_us']:,.1f}"
+                    if stubborn and r["cut_pass_us"] is not None
+                    else "",
+                    f"{r['bare_cut_ms']:,.1f} ({r['bare_cut_cpu_ms']:,.1f})"
+                    if stubborn and r["bare_cut_ms"] is not None
+                    else "",
+                    f"{r['block_exit_ms']:,.0f}",
                     f"{r['worst_compliant_cut']:,}",
                     f"{r['disagreements']:,}",
                     f"{r['lost_replies'] + r['end_mismatches']}",
@@ -1438,6 +1554,9 @@ def render(
                     "past grace ms",
                     "client: past grace ms",
                     "resumed ms",
+                    "pass µs/conn",
+                    "bare cut ms (CPU)",
+                    "block exit ms",
                     "compliant cut",
                     "disagreements",
                     "lost replies",
@@ -1451,7 +1570,7 @@ def render(
                     "GC ms (full)",
                 ],
                 rows,
-                "rlrrrrrrrrrrrrrrrrr",
+                "rlrrrrrrrrrrrrrrrrrrrr",
             )
         )
     if summary.get("accept"):

@@ -24,6 +24,9 @@ Variants (what a user would pick instead of adieu, and adieu itself):
 * ``trio_graceful``: :func:`trio.serve_listeners` echoing raw bytes, closed
   gracefully by hand (``close`` kind only): a goodbye message, ``send_eof``,
   read to the client's EOF, close.
+* ``bare`` (``cut`` kind only): no Trio, no adieu: plain blocking sockets
+  reset in a plain loop, the floor of a shutdown's cut (see
+  :func:`serve_bare_cut`).
 
 Kinds:
 
@@ -58,6 +61,8 @@ import gc
 import json
 import os
 import resource
+import socket
+import struct
 import sys
 import time
 import tracemalloc
@@ -379,6 +384,7 @@ async def command_loop(
                 # collector's reach, so that only what the shutdown itself
                 # allocates is scanned.
                 gc.freeze()
+            rss_before = rss_bytes()
             cpu = time.process_time()
             # CLOCK_MONOTONIC, which the client reads too (Trio's clock has
             # an offset of its own): the client places the deadline on its
@@ -396,6 +402,7 @@ async def command_loop(
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(config["profile"])
+            answering = time.perf_counter()
             terminations = [c.termination for c in report.connections]
             answer(
                 {
@@ -417,11 +424,23 @@ async def command_loop(
                     "discarded": sum(t.messages_discarded for t in terminations),
                     "gc": gc_timer.seconds,
                     "gc_collections": gc_timer.collections,
+                    # the resident set's growth during the shutdown (full
+                    # collections are deferred meanwhile)
+                    "rss_growth": rss_bytes() - rss_before,
                 }
             )
+            # When the report was built, on this clock, and how long this
+            # answer took (no handler could unwind meanwhile).
+            _reported.append(started_at + report.duration)
+            _reported.append(time.perf_counter() - answering)
             return True
         else:
             answer({"error": f"unknown command {line!r}"})
+
+
+#: When the shutdown's report was built (``time.perf_counter()``), then the
+#: seconds its answer took to build and write.
+_reported: list[float] = []
 
 
 def peer_entry(report: adieu.ConnectionReport[Any]) -> list[Any]:
@@ -453,6 +472,7 @@ async def serve_trio(config: dict[str, Any]) -> None:
         handler: Any = adieu_echo
         if starts is not None:
             handler = starts.wrap(handler)
+        exit_gc = GcTimer()
         async with adieu.open_tcp_server(
             handler,
             "127.0.0.1",
@@ -463,6 +483,30 @@ async def serve_trio(config: dict[str, Any]) -> None:
             announce(server.port, kind, bool(config.get("snapshot")))
             if not await command_loop(control, starts, server, config):
                 server.abort()
+            exit_gc.__enter__()  # left below, once the block has exited
+            exit_profiler = None
+            if config.get("profile_exit"):
+                import cProfile
+
+                exit_profiler = cProfile.Profile()
+                exit_profiler.enable()
+        exit_gc.__exit__()
+        if exit_profiler is not None:
+            exit_profiler.disable()
+            exit_profiler.dump_stats(config["profile_exit"])
+        if _reported:
+            # After the report's answer: how long leaving the server's block
+            # took from the report (handlers unwinding after a cut), less
+            # the time the answer above took, and the collector's share of
+            # it from the answer.
+            reported, answering = _reported
+            answer(
+                {
+                    "block_exit": time.perf_counter() - reported - answering,
+                    "gc": exit_gc.seconds,
+                    "gc_collections": exit_gc.collections,
+                }
+            )
         return
     raw = {"trio_raw": trio_raw_echo, "trio_naive": trio_naive_echo}[variant]
     if starts is not None:
@@ -682,6 +726,36 @@ async def serve_peer(config: dict[str, Any]) -> None:
 
 PEERS = ("trio_websocket", "websockets", "trio_graceful")
 
+#: ``SO_LINGER`` on, timeout 0: close sends RST (as adieu's abort does).
+_LINGER_RST = struct.pack("ii", 1, 0)
+
+
+def serve_bare_cut(config: dict[str, Any]) -> None:
+    """The ``bare`` variant (``cut`` kind): the floor of a shutdown's cut on
+    this machine. Plain blocking sockets, no Trio: accept ``target``
+    connections (each client sends a few bytes, left unread, as a stubborn
+    client's request would be), answer, then on the command ``cut`` reset
+    every one in a plain loop of ``setsockopt(SO_LINGER {1, 0})`` and
+    ``close`` and answer with the time and the CPU time that took."""
+    target = int(config["target"])
+    with socket.create_server(("127.0.0.1", 0), backlog=4096) as listener:
+        announce(listener.getsockname()[1], config["kind"])
+        accepted = [listener.accept()[0] for _ in range(target)]
+    answer({"accepted": len(accepted)})
+    if sys.stdin.readline().strip() != "cut":
+        return
+    gc.disable()  # as in adieu's cut: no collection inside the loop
+    cpu = time.process_time()
+    start = time.perf_counter()
+    for sock in accepted:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        sock.close()
+    seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    gc.enable()
+    answer({"seconds": seconds, "cpu": cpu, "connections": len(accepted)})
+    sys.stdin.readline()  # end of input
+
 
 def main() -> None:
     config = json.loads(sys.argv[1])
@@ -699,7 +773,9 @@ def main() -> None:
             profiler.disable()
             profiler.dump_stats(config["profile"])
         return
-    if config["variant"] == "asyncio":
+    if config["variant"] == "bare":
+        serve_bare_cut(config)
+    elif config["variant"] == "asyncio":
         asyncio.run(serve_asyncio(config))
     elif config["variant"] in PEERS:
         trio.run(serve_peer, config)

@@ -85,9 +85,11 @@ def test_smoke_shutdowns_lose_no_reply_and_cut_only_stubborn_clients(
     smoke: tuple[str, dict[str, Any]],
 ) -> None:
     _, results = smoke
-    runs = results["records"]["shutdown"]
+    records = results["records"]["shutdown"]
+    runs = [r for r in records if r["load"] != "bare cut"]
     assert {r["load"] for r in runs} == {"idle", "busy", "stubborn"}
     for run in runs:
+        assert run["block_exit"] >= 0
         assert run["lost_replies"] == 0
         assert run["end_mismatches"] == 0
         # The server's report and every client agree on how each
@@ -102,6 +104,11 @@ def test_smoke_shutdowns_lose_no_reply_and_cut_only_stubborn_clients(
         assert run["server"]["counts"]["clean"] == run["clean"]
         assert run["reset"] >= run["stubborn"]
     assert any(r["stubborn"] > 0 for r in runs)
+    # The reference next to the stubborn cells: a bare cut of as many
+    # connections, every client of which saw the reset.
+    bare = [r for r in records if r["load"] == "bare cut"]
+    assert {r["n"] for r in bare} == {r["n"] for r in runs}
+    assert all(r["reset"] == r["n"] for r in bare)
 
 
 @pytest.mark.slow

@@ -248,6 +248,9 @@ class Server:
         self._ended_before = _zero_counts()
         self._accept_scopes: list[trio.CancelScope] = []
         self._shutdown_started = False
+        # From the start of the shutdown until the report is built and no
+        # handler is left, or the block exits (see _FullCollectionsDeferral).
+        self._deferring_full_collections = False
         self._shutdown_start = 0.0
         self._shutdown_grace = 0.0
         self._shutdown_deadline = math.inf
@@ -493,6 +496,8 @@ class Server:
             self._ended_before[termination.kind] += 1
         if not self._entries:
             self._idle.set()
+            if self._report is not None:
+                self.restore_full_collections()  # the last handler is done
         # Last: the bookkeeping above must be done even if a logging handler
         # raises, or a shutdown would wait for this connection forever.
         logger.debug("connection ended: %s", termination)
@@ -566,6 +571,8 @@ class Server:
         """Step 1 of the shutdown, synchronous: no connection can complete
         in the kernel and be accepted while it runs."""
         self._shutdown_started = True
+        self._deferring_full_collections = True
+        _full_collections.defer()
         self._shutdown_start = trio.current_time()
         self._shutdown_grace = grace
         self._shutdown_deadline = self._shutdown_start + grace
@@ -755,8 +762,21 @@ class Server:
             aborted=self._aborted,
         )
         self._done.set()
+        if not self._entries:
+            self.restore_full_collections()  # no handler left to unwind
         logger.info("%s", self._report)
         return self._report
+
+    def restore_full_collections(self) -> None:
+        """End this server's deferral of full collections (idempotent): once
+        the report is built and no handler is left to unwind, or at the
+        latest when the server's block exits.
+
+        :meta private:
+        """
+        if self._deferring_full_collections:
+            self._deferring_full_collections = False
+            _full_collections.restore()
 
     def abort(self) -> None:
         """Abort now: stop accepting and close the listeners, cancel every
@@ -910,6 +930,65 @@ def _accept_queue_length(sock: trio.socket.SocketType) -> int | None:
     return int(count)
 
 
+#: The collector's third threshold while full collections are deferred: the
+#: number of generation-1 collections a full one waits for (CPython's own
+#: default is 10). 2**30 of them, each after about 7,000 allocations, are
+#: never reached: full collections simply wait until it is restored.
+_DEFERRED_FULL_THRESHOLD: Final = 1 << 30
+
+
+class _FullCollectionsDeferral:
+    """Defers CPython's full (generation 2) cyclic collections while any
+    server's shutdown runs, process-wide: from the start of a shutdown until
+    its report is built and its last handler has returned (or its block has
+    exited, whichever comes first), counted over servers.
+
+    Why: a server with thousands of connections holds a million objects or
+    more, and one full collection of them takes 0.1-1 s, during which nothing
+    else runs. In a shutdown its handlers allocate a lot (closing frames,
+    cancellations), so full collections came one after the other, one could
+    be running when the grace period ended (the cut then came as late), and
+    more ran while the handlers unwound after the cut. The young generations
+    are still collected, so short-lived cycles are still freed; only the
+    scan of everything long-lived waits, until the connections are gone and
+    it is cheap.
+
+    How: by raising the collector's third threshold (:func:`gc.set_threshold`),
+    never by :func:`gc.freeze` (unfreezing afterwards would also release
+    objects the application froze) nor :func:`gc.disable`. The application's
+    thresholds are put back as they were, unless it changed them meanwhile
+    (then its own setting stands). Where automatic collection is off
+    (threshold 0), nothing is changed.
+    """
+
+    def __init__(self) -> None:
+        self._holders = 0
+        self._saved: tuple[int, int, int] | None = None
+        self._deferred: tuple[int, int, int] | None = None
+
+    def defer(self) -> None:
+        self._holders += 1
+        if self._holders > 1:
+            return
+        saved = gc.get_threshold()
+        if saved[0] == 0:
+            return
+        self._saved = saved
+        self._deferred = (saved[0], saved[1], _DEFERRED_FULL_THRESHOLD)
+        gc.set_threshold(*self._deferred)
+
+    def restore(self) -> None:
+        self._holders -= 1
+        if self._holders > 0 or self._saved is None:
+            return
+        if gc.get_threshold() == self._deferred:
+            gc.set_threshold(*self._saved)
+        self._saved = self._deferred = None
+
+
+_full_collections = _FullCollectionsDeferral()
+
+
 @asynccontextmanager
 async def open_server(
     handler: Handler,
@@ -983,23 +1062,30 @@ async def serving(
 ) -> AsyncIterator[Server]:
     """:func:`open_server` with its options already made (and so checked):
     for the servers and :mod:`adieu.testing`."""
-    async with block_nursery() as nursery:
-        server = Server(handler, listeners, nursery, options, ssl_context)
-        try:
-            yield server
-        except BaseException:
-            server.abort()
-            raise
-        try:
-            # A shutdown already running (its caller may have been
-            # cancelled) is waited for, not escalated to an abort.
-            if server.shutting_down:
-                await server.wait_shut_down()
-            else:
-                await server.shutdown()
-        except BaseException:
-            server.abort()
-            raise
+    server: Server | None = None
+    try:
+        async with block_nursery() as nursery:
+            server = Server(handler, listeners, nursery, options, ssl_context)
+            try:
+                yield server
+            except BaseException:
+                server.abort()
+                raise
+            try:
+                # A shutdown already running (its caller may have been
+                # cancelled) is waited for, not escalated to an abort.
+                if server.shutting_down:
+                    await server.wait_shut_down()
+                else:
+                    await server.shutdown()
+            except BaseException:
+                server.abort()
+                raise
+    finally:
+        if server is not None:
+            # Every handler has unwound (if the report's builder or the
+            # last handler did not already end the deferral).
+            server.restore_full_collections()
 
 
 @asynccontextmanager
