@@ -212,7 +212,11 @@ class Connection:
         self.grace_period = grace_period
         self.receive_buffer_size = receive_buffer_size
         self._transport = transport
-        self._proto = Protocol(self.role, max_message_size=max_message_size)
+        self._proto = Protocol(
+            self.role,
+            max_message_size=max_message_size,
+            half_close=transport.supports_half_close,
+        )
         self._nursery: trio.Nursery | None = None
         self._reader_done = False  # the reader task has returned
         # receive side
@@ -795,9 +799,12 @@ class Connection:
     async def _after_end(self) -> None:
         """After this side's END went out: half-close the transport, and
         release it if the peer is done too."""
+        if self._proto.end_sent:
+            self._proto.end_written()
         self._fin_sent = True
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._transport.send_eof()
+        self._proto.eof_sent()
         if self._decided():
             await self._release()
 
@@ -1035,6 +1042,8 @@ class Connection:
             timed_out = True
             detail = self._deadline_reason
         self._closed = True
+        # Counted before the core decides the ending (the abort decides it).
+        self._discard_buffer_if_closed()
         if not self._released:
             if self._ends_quietly() and self._transport.close_quietly():
                 # Both ENDs were exchanged and ours is out: nothing can be
@@ -1044,9 +1053,7 @@ class Connection:
             else:
                 # An END encoded but not yet written counts for nothing: the
                 # reset discards it, so the end is not CLEAN.
-                self._proto.abort(
-                    timed_out=timed_out, detail=detail, end_written=self._fin_sent
-                )
+                self._proto.abort(timed_out=timed_out, detail=detail)
                 self._transport.abort()
                 self._set_released()
         self._fail_waiting_writers()

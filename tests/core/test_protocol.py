@@ -728,12 +728,27 @@ def test_a_cause_after_both_ends_leaves_the_connection_clean(cause: str) -> None
     client, server = connected()
     converse(client, server, 1)
     server.receive_data(client.send_end())
+    client.end_written()
     client.receive_data(server.send_end())
+    server.end_written()
     CAUSES[cause][0](client)
     CAUSES[cause][0](server)
     assert client.cause is None
     assert client.close().kind is TerminationKind.CLEAN
     assert server.close().kind is TerminationKind.CLEAN
+
+
+@pytest.mark.parametrize("cause", ["abort", "timeout", "reset", "broken"])
+def test_a_cause_before_our_end_is_written_counts(cause: str) -> None:
+    # Both ENDs were produced, but the server's is still queued: the cause
+    # destroys it on its way to the client, so the ending is not CLEAN.
+    client, server = connected()
+    converse(client, server, 1)
+    server.receive_data(client.send_end())
+    client.receive_data(server.send_end())
+    CAUSES[cause][0](server)
+    assert server.cause is not None
+    assert server.close().kind is not TerminationKind.CLEAN
 
 
 def test_close_is_idempotent_and_final() -> None:
