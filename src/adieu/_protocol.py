@@ -203,8 +203,10 @@ class Protocol:
 
     @property
     def can_send(self) -> bool:
-        """``True`` while this side may send messages."""
-        return self._sending and self._cause is None
+        """``True`` while this side may send messages: not before its
+        preamble, after its END, once the connection ended, or once this
+        side's application is closing (:meth:`begin_close`)."""
+        return self._sending and self._cause is None and self._closing is _NOT_CLOSING
 
     @property
     def end_sent(self) -> bool:
@@ -264,6 +266,14 @@ class Protocol:
         (a reset, a truncation, a protocol error): :meth:`failure` has an
         error to raise."""
         return self._cause is not None and self._cause[1] is Initiator.PEER
+
+    @property
+    def settled(self) -> bool:
+        """``True`` once both ENDs were exchanged and ours written
+        (:meth:`end_written`): nothing either side sent can be lost any more,
+        so a later abort, reset or broken transport decides the ending
+        ``CLEAN`` instead of counting (an abort may close without a reset)."""
+        return self._end_out and self._states[self.role.peer] is SideState.DONE
 
     @property
     def decided(self) -> bool:
@@ -592,9 +602,10 @@ class Protocol:
         self._decide()
 
     def eof_sent(self) -> None:
-        """Record that this side's transport EOF (its FIN) has been sent:
-        after its END, or alone when a server closes before it may send END.
-        Only matters where the transport half-closes. Idempotent."""
+        """Record that this side's transport EOF (its FIN) is sent (the call
+        that sends it was made): after its END, or alone when a server closes
+        before it may send END. Only matters where the transport
+        half-closes. Idempotent."""
         self._eof_out = True
         self._decide()
 
@@ -701,7 +712,7 @@ class Protocol:
         detail: str,
         error: BaseException | None = None,
     ) -> None:
-        if self._cause is None and not (self.finished and self._end_out):
+        if self._cause is None and not self.settled:
             self._cause = (kind, who, detail)
             self._error = error
             self._sending = False
@@ -737,10 +748,8 @@ class Protocol:
             return
         if self._cause is not None:
             kind, who, detail = self._cause
-        elif (
-            self.finished
-            and self._end_out
-            and (final or not self._half_close or (self._eof and self._eof_out))
+        elif self.settled and (
+            final or not self._half_close or (self._eof and self._eof_out)
         ):
             kind = TerminationKind.CLEAN
             who = self._handshake_initiator or Initiator.LOCAL
