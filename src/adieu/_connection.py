@@ -1057,28 +1057,45 @@ class Connection:
         reset that would destroy data already sent. Messages discarded so
         are counted in :attr:`termination`.
 
+        A task blocked in :meth:`send` (a peer that does not read) keeps the
+        writer until the linger ends; then the transport is released and
+        that task wakes with :exc:`trio.ClosedResourceError`.
+
         Trio's :class:`~trio.abc.AsyncResource` contract: idempotent; if
         cancelled, the transport is still released (without the linger) and
         the cancellation propagates. A checkpoint. Later calls on the
-        connection raise :exc:`trio.ClosedResourceError`.
+        connection raise :exc:`trio.ClosedResourceError`. Closes compose: a
+        call made while another ``aclose()`` or :meth:`shutdown` is in
+        progress waits for that one and shares its outcome, instead of
+        cutting it short.
         """
         proto = self._proto
         if proto.closing:
-            await trio.lowlevel.checkpoint()
-            await self._release()
+            await self._join_close()
             return
         self._begin_close()
         proto.begin_close(now=True)
         try:
             with trio.move_on_after(self._transport.linger):
                 if not proto.broken and not self._released:
-                    if proto.may_send_end:
-                        await self._submit(_Pending(None, proto.send_end()))
-                    elif not proto.eof_out:
-                        if self._outbox:  # gathered frames go before the FIN
-                            await self._submit(_Pending(None, b""))
+                    # END if allowed, else only the FIN (the server never
+                    # ends first): either goes through the writer, after
+                    # gathered frames and a frame another task is writing.
+                    end = proto.send_end() if proto.may_send_end else b""
+                    await self._submit(_Pending(None, end))
+                    if not proto.eof_out:
                         await self._after_end()
                     await self._wait_reader_done()
+        finally:
+            await self._release()
+
+    async def _join_close(self) -> None:
+        """Another call is closing: wait for its outcome, which is this
+        call's too (closes compose). A checkpoint; if cancelled, the
+        transport is released at once and the cancellation propagates."""
+        try:
+            await trio.lowlevel.checkpoint()
+            await self._wait_released()
         finally:
             await self._release()
 
@@ -1105,8 +1122,10 @@ class Connection:
         Nothing sent by either side is lost without the side that lost it
         being told (through ``confirmed``, ``messages_discarded`` or a
         non-clean ``kind``). Idempotent: on a connection that has ended,
-        returns its termination. If cancelled, the connection is aborted and
-        the cancellation propagates. A checkpoint.
+        returns its termination; while another ``shutdown()`` or
+        :meth:`aclose` is in progress, waits for it and returns the same
+        termination. If cancelled, the connection is aborted and the
+        cancellation propagates. A checkpoint.
         """
         await trio.lowlevel.checkpoint()
         if not self._released:
@@ -1127,7 +1146,7 @@ class Connection:
         """The graceful close shared by :meth:`shutdown` and the block's
         normal exit, bounded by ``deadline``."""
         if self._proto.closing:
-            await self._release()
+            await self._join_close()
             return
         if self.role is Role.SERVER and not self._proto.end_received:
             self._request_shutdown(reason, max(0.0, deadline - trio.current_time()))
