@@ -562,19 +562,22 @@ class Protocol:
                 may have stopped anywhere. The cause ``TRUNCATED`` is
                 recorded. Not raised if the connection had already ended,
                 nor while this side closes in one step
-                (``begin_close(now=True)``): that truncation is this side's
-                own, and is recorded as such.
+                (``begin_close(now=True)``): then, unless both ENDs were
+                produced, the ending is decided ``TRUNCATED`` by this side
+                (it sends nothing more).
 
         Idempotent.
         """
         if self._eof:
             return
         self._eof = True
+        if self._closing is _CLOSING_NOW and not self.finished:
+            # Closing in one step, this side sends nothing more: an ending
+            # without both ENDs is its own truncation, decided now.
+            self._record(TerminationKind.TRUNCATED, Initiator.LOCAL, _CLOSED_EARLY)
+            return
         if self._cause is not None or self.end_received:
             self._decide()
-            return
-        if self._closing is _CLOSING_NOW:
-            self._record(TerminationKind.TRUNCATED, Initiator.LOCAL, _CLOSED_EARLY)
             return
         if not self.handshake_complete:
             what = "before the peer's preamble was complete"

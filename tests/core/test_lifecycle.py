@@ -240,3 +240,33 @@ def test_a_local_abort_has_no_failure_to_raise() -> None:
     assert not client.broken
     assert client.failure() is None
     assert decided(client) is not None
+
+
+def test_closing_now_the_eof_decides_unless_our_end_is_on_its_way() -> None:
+    # The server closed in one step before the client's END arrived: it sent
+    # only its FIN. The client's END and EOF then come: nothing more will
+    # be sent, so the EOF decides this side's truncation.
+    client, server = connected()
+    server.begin_close(now=True)
+    server.eof_sent()
+    server.receive_data(client.send_end())
+    server.receive_eof()
+    termination = decided(server)
+    assert termination is not None
+    assert (termination.kind, termination.initiator) == (
+        TerminationKind.TRUNCATED,
+        Initiator.LOCAL,
+    )
+    # Here the server's END was produced before the EOF and is still being
+    # written: the EOF waits for it, and the ending is CLEAN.
+    client, server = connected()
+    server.receive_data(client.send_end())
+    server.begin_close(now=True)
+    client.receive_data(server.send_end())
+    server.receive_eof()
+    assert decided(server) is None
+    server.end_written()
+    server.eof_sent()
+    termination = decided(server)
+    assert termination is not None
+    assert termination.kind is TerminationKind.CLEAN

@@ -41,9 +41,16 @@ MIB = 1024 * 1024
 U32_MAX = 4_294_967_295
 
 
-def connected(**options: int) -> tuple[Protocol, Protocol]:
-    client = Protocol(CLIENT, **options)
-    server = Protocol(SERVER, **options)
+def connected(max_message_size: int | None = None) -> tuple[Protocol, Protocol]:
+    """A client and a server that exchanged preambles; the library's default
+    message size unless one is given."""
+
+    def make(role: Role) -> Protocol:
+        if max_message_size is None:
+            return Protocol(role)
+        return Protocol(role, max_message_size=max_message_size)
+
+    client, server = make(CLIENT), make(SERVER)
     server.receive_data(client.preamble())
     client.receive_data(server.preamble())
     return client, server
