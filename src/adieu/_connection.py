@@ -161,7 +161,6 @@ class Connection:
         "_deadline",
         "_deadline_reason",
         "_end_pending",
-        "_eof_called",
         "_flusher_lot",
         "_local_address",
         "_nursery",
@@ -228,7 +227,6 @@ class Connection:
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
         self._flusher_lot: trio.lowlevel.ParkingLot | None = None
-        self._eof_called = False
         self._end_pending = False
         # ending
         self._released = False  # the transport has been released
@@ -518,7 +516,7 @@ class Connection:
         failure = self._proto.failure()
         if failure is not None:
             return failure
-        if self._eof_called or self._end_pending or self._proto.end_sent:
+        if self._end_pending or self._proto.end_sent:
             return trio.ClosedResourceError("send_eof() was called: no more sends")
         return trio.ClosedResourceError("this connection has ended")
 
@@ -555,7 +553,7 @@ class Connection:
         that does not read can hold a write indefinitely), the connection is
         aborted, because half a frame cannot be taken back.
         """
-        if self._eof_called or self._end_pending or not self._proto.can_send:
+        if self._end_pending or not self._proto.can_send:
             await trio.lowlevel.checkpoint_if_cancelled()
             raise self._send_error()
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
@@ -759,6 +757,18 @@ class Connection:
         finally:
             self._writing = False
 
+    async def _write_end(self) -> None:
+        """Write this side's END, or only the FIN where the core allows no
+        END yet (a server closing before the client's END: the server never
+        ends first), through the writer: after the frames gathered or queued
+        before it and a frame another task is writing. The FIN follows the
+        END (:meth:`_flush`). Raises what :meth:`_submit` raises."""
+        proto = self._proto
+        end = proto.send_end() if proto.may_send_end else b""
+        await self._submit(_Pending(None, end))
+        if not proto.eof_out:
+            await self._after_end()
+
     async def _after_end(self) -> None:
         """After this side's END went out: half-close the transport, and
         release it if the peer is done too."""
@@ -898,16 +908,15 @@ class Connection:
         if self._proto.closing:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("this connection was closed by this side")
-        if self._eof_called:
+        if self._end_pending or self._proto.end_sent:
             await trio.lowlevel.checkpoint()
             return
         failure = self._proto.failure()
         if failure is not None:
             await trio.lowlevel.checkpoint()
             raise failure
-        self._eof_called = True
         if self.role is Role.CLIENT:
-            await self._submit(_Pending(None, self._proto.send_end()))
+            await self._write_end()
             return
         self._end_pending = True
         if not self._proto.end_received:
@@ -1078,13 +1087,7 @@ class Connection:
         try:
             with trio.move_on_after(self._transport.linger):
                 if not proto.broken and not self._released:
-                    # END if allowed, else only the FIN (the server never
-                    # ends first): either goes through the writer, after
-                    # gathered frames and a frame another task is writing.
-                    end = proto.send_end() if proto.may_send_end else b""
-                    await self._submit(_Pending(None, end))
-                    if not proto.eof_out:
-                        await self._after_end()
+                    await self._write_end()
                     await self._wait_reader_done()
         finally:
             await self._release()
@@ -1179,7 +1182,7 @@ class Connection:
     async def _client_graceful(self) -> None:
         proto = self._proto
         if proto.may_send_end:
-            await self._submit(_Pending(None, proto.send_end()))
+            await self._write_end()
         while not (proto.end_received or proto.broken or self._reader_done):
             await self._changed.park()
 
@@ -1188,7 +1191,7 @@ class Connection:
         while not (proto.end_received or proto.broken or self._reader_done):
             await self._changed.park()
         if proto.may_send_end:
-            await self._submit(_Pending(None, proto.send_end()))
+            await self._write_end()
             # Wait for the client's EOF (normally here already) so that the
             # close cannot race a late byte into a reset.
             await self._wait_reader_done()
