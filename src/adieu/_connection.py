@@ -21,9 +21,11 @@ Data paths, and why they are shaped so:
   messages; the writing task sends them all in one ``send_all`` after its
   own, so concurrent senders share system calls and each message is written
   whole, never interleaved with another.
-* **Ending.** Every way to end goes through the core, which records the
-  first terminal cause; the report (:class:`~adieu.Termination`) is built
-  when the transport has been released.
+* **Ending.** Every way to end goes through the core, which holds the whole
+  lifecycle: the connection tells it what happened (END written, EOF sent,
+  closing, a reset) and asks it whether to release the transport and what a
+  call raises. The core builds the report (:class:`~adieu.Termination`) the
+  moment the ending is decided; the connection keeps no copy of that state.
 """
 
 from __future__ import annotations
@@ -252,9 +254,11 @@ class Connection:
     @property
     def termination(self) -> Termination | None:
         """How the connection ended (:class:`~adieu.Termination`), or
-        ``None`` until the ending is decided (both ENDs exchanged and the
-        peer's EOF, or END alone over a transport without half-close such
-        as TLS; or the transport released)."""
+        ``None`` until the ending is decided. It is decided, and this set,
+        at once inside the block: when both ENDs are exchanged, this side's
+        END is written, and both EOFs are through (the ENDs alone over a
+        transport without half-close such as TLS); when the peer breaks the
+        connection or this side aborts; or when the transport is released."""
         return self._proto.termination
 
     @property
