@@ -270,3 +270,12 @@ def test_closing_now_the_eof_decides_unless_our_end_is_on_its_way() -> None:
     termination = decided(server)
     assert termination is not None
     assert termination.kind is TerminationKind.CLEAN
+
+
+@pytest.mark.parametrize("now", [False, True])
+def test_a_closing_side_may_no_longer_send_messages(now: bool) -> None:
+    client, _ = connected()
+    before = client.can_send
+    client.begin_close(now=now)
+    assert (before, client.can_send) == (True, False)
+    assert client.may_send_end  # its END still goes out
