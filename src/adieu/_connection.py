@@ -1173,7 +1173,7 @@ class Connection:
             scope.cancelled_caught
             and not self._proto.broken
             and not self._released
-            and not self._proto.finished
+            and not self._proto.settled
         ):
             self._abort_for(
                 timed_out=True,

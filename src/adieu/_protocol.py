@@ -725,20 +725,19 @@ class Protocol:
         """Record that the transport has been released, deciding the ending
         now if it was not yet, and return the report.
 
-        A connection released before both ENDs were exchanged, with no other
-        cause, is ``TRUNCATED`` by this side. Releasing says this side's END,
-        if produced, was written: an END still queued must be reported by an
-        :meth:`abort` first (which counts then, as its END is lost).
-        Idempotent: later calls return the same :class:`Termination`.
+        A connection released before both ENDs were exchanged and this
+        side's END written (:meth:`end_written`), with no other cause, is
+        ``TRUNCATED`` by this side: an END produced but never written did not
+        reach the peer. Idempotent: later calls return the same
+        :class:`Termination`.
         """
         if self._termination is None:
-            if self._cause is None and not self.finished:
+            if self._cause is None and not self.settled:
                 self._cause = (
                     TerminationKind.TRUNCATED,
                     Initiator.LOCAL,
                     _CLOSED_EARLY,
                 )
-            self._end_out = self._end_out or self.end_sent
             self._decide(final=True)
         assert self._termination is not None
         return self._termination

@@ -279,3 +279,16 @@ def test_a_closing_side_may_no_longer_send_messages(now: bool) -> None:
     client.begin_close(now=now)
     assert (before, client.can_send) == (True, False)
     assert client.may_send_end  # its END still goes out
+
+
+def test_a_release_before_our_end_is_written_is_our_truncation() -> None:
+    # The server's END was produced but never written (its write never
+    # started before the transport was released): the client never got it.
+    client, server = connected()
+    server.receive_data(client.send_end())
+    client.receive_data(server.send_end())
+    termination = server.close()
+    assert (termination.kind, termination.initiator) == (
+        TerminationKind.TRUNCATED,
+        Initiator.LOCAL,
+    )
