@@ -86,31 +86,42 @@ async def test_two_server_closes_after_the_clients_end_give_one_outcome(
         assert assert_clean(client).confirmed is True
 
 
-@pytest.mark.parametrize("pair", [memory_pair, tcp_pair], ids=["memory", "tcp"])
-async def test_aclose_wakes_a_sender_blocked_by_backpressure(pair: Pair) -> None:
+async def aclose_while_a_sender_is_blocked(pair: Pair) -> None:
+    """The server floods a client that reads nothing until its sender
+    blocks, then closes in one step: the sender wakes with
+    ClosedResourceError, and the server's report is its own truncation (it
+    closed before the client's END)."""
     errors: list[BaseException] = []
+    async with pair(receive_buffer_size=1024) as (client, server):
+
+        async def flood() -> None:
+            try:
+                while True:
+                    await server.send(b"x" * 65536)
+            except trio.ClosedResourceError as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flood)
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+            await server.aclose()
+        assert len(errors) == 1
+        assert "closed by this side" in str(errors[0])
+        termination = server.termination
+        assert termination is not None
+        assert (termination.kind, termination.initiator) == (
+            TerminationKind.TRUNCATED,
+            Initiator.LOCAL,
+        )
+        client.abort()
+
+
+async def test_aclose_wakes_a_blocked_sender_over_memory_streams(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    await aclose_while_a_sender_is_blocked(memory_pair)
+
+
+async def test_aclose_wakes_a_blocked_sender_over_loopback_tcp() -> None:
     with trio.fail_after(30):
-        async with pair(receive_buffer_size=1024) as (client, server):
-
-            async def flood() -> None:
-                try:
-                    while True:
-                        await server.send(b"x" * 65536)
-                except trio.ClosedResourceError as exc:
-                    errors.append(exc)
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(flood)
-                # The client reads nothing: the server's sender blocks.
-                await trio.testing.wait_all_tasks_blocked(cushion=0.05)
-                await server.aclose()
-            assert len(errors) == 1
-            assert "closed by this side" in str(errors[0])
-            termination = server.termination
-            assert termination is not None
-            # The server closed before the client's END: its own truncation.
-            assert (termination.kind, termination.initiator) == (
-                TerminationKind.TRUNCATED,
-                Initiator.LOCAL,
-            )
-            client.abort()
+        await aclose_while_a_sender_is_blocked(tcp_pair)
