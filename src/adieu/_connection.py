@@ -146,10 +146,6 @@ class Connection:
         role: :class:`~adieu.Role.CLIENT` or :class:`~adieu.Role.SERVER`.
         grace_period: seconds a graceful close may take before this side
             aborts (``TIMED_OUT``); the default for :meth:`shutdown`.
-        shutdown_reason: the reason carried by SHUTDOWN, or ``None``.
-        shutdown_grace_period: on a client, the seconds the server granted
-            in its SHUTDOWN; on a server, the seconds it granted; else
-            ``None``.
         shutdown_deadline: the :func:`trio.current_time` at which the grace
             period granted by SHUTDOWN ends (``math.inf`` if unbounded), else
             ``None``. A client can ``with trio.move_on_at(...)`` on it.
@@ -183,8 +179,6 @@ class Connection:
         "receive_buffer_size",
         "role",
         "shutdown_deadline",
-        "shutdown_grace_period",
-        "shutdown_reason",
     )
 
     def __init__(
@@ -234,8 +228,6 @@ class Connection:
         self._released = False  # the transport has been released
         self._releasing = False
         self._shutdown_event: trio.Event | None = None
-        self.shutdown_reason: str | None = None
-        self.shutdown_grace_period: float | None = None
         self.shutdown_deadline: float | None = None
         # Set by a server: when its cancel scope's deadline passes, an abort
         # is a time-out, whatever Trio version says why it cancelled.
@@ -295,10 +287,23 @@ class Connection:
         event = self._shutdown_event
         if event is None:
             event = self._shutdown_event = trio.Event()
-            proto = self._proto
-            if proto.shutdown_sent or proto.shutdown_request is not None:
+            if self._proto.shutdown_request is not None:
                 event.set()
         return event
+
+    @property
+    def shutdown_reason(self) -> str | None:
+        """The reason carried by SHUTDOWN (received on a client, sent on a
+        server), or ``None``."""
+        request = self._proto.shutdown_request
+        return None if request is None else request.reason
+
+    @property
+    def shutdown_grace_period(self) -> float | None:
+        """On a client, the seconds the server granted in its SHUTDOWN; on a
+        server, the seconds it granted; else ``None``."""
+        request = self._proto.shutdown_request
+        return None if request is None else request.grace_period
 
     def _set_shutdown_requested(self) -> None:
         if self._shutdown_event is not None:
@@ -431,8 +436,6 @@ class Connection:
                 self._buffered += len(event.data) + _MESSAGE_OVERHEAD
                 woke = True
             elif type(event) is ShutdownRequest:
-                self.shutdown_reason = event.reason
-                self.shutdown_grace_period = event.grace_period
                 self.shutdown_deadline = trio.current_time() + event.grace_period
                 self._set_shutdown_requested()
             elif type(event) is End:
@@ -982,8 +985,6 @@ class Connection:
         ):
             return
         frame = proto.send_shutdown(grace, reason)
-        self.shutdown_reason = reason
-        self.shutdown_grace_period = grace
         self.shutdown_deadline = trio.current_time() + grace
         self._set_shutdown_requested()
         self._enqueue_background(frame)

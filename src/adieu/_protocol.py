@@ -179,7 +179,9 @@ class Protocol:
         self._cause: tuple[TerminationKind, Initiator, str] | None = None
         self._error: BaseException | None = None
         self._termination: Termination | None = None
-        #: Set on a client when the server's SHUTDOWN arrives.
+        #: The connection's SHUTDOWN request: on a client, the server's once
+        #: it arrived; on a server, the one it sent (with the grace period
+        #: and reason as given); else ``None``.
         self.shutdown_request: ShutdownRequest | None = None
         #: ``True`` on a server once it has sent SHUTDOWN.
         self.shutdown_sent = False
@@ -427,6 +429,7 @@ class Protocol:
         frame = encode_shutdown(grace_period, reason)
         self._advance(self.role, FrameKind.SHUTDOWN)
         self.shutdown_sent = True
+        self.shutdown_request = ShutdownRequest(grace_period, reason)
         if self._handshake_initiator is None:
             self._handshake_initiator = Initiator.LOCAL
         return frame

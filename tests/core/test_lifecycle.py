@@ -22,7 +22,7 @@ from adieu import (
     TerminationKind,
 )
 from adieu._frames import encode_message_header
-from adieu._protocol import End, Message
+from adieu._protocol import End, Message, ShutdownRequest
 
 
 def connected(*, half_close: bool = True) -> tuple[Protocol, Protocol]:
@@ -292,3 +292,13 @@ def test_a_release_before_our_end_is_written_is_our_truncation() -> None:
         TerminationKind.TRUNCATED,
         Initiator.LOCAL,
     )
+
+
+def test_the_shutdown_request_is_known_to_both_sides() -> None:
+    client, server = connected()
+    before = server.shutdown_request
+    frame = server.send_shutdown(5.0, "maintenance")
+    assert before is None
+    assert server.shutdown_request == ShutdownRequest(5.0, "maintenance")
+    assert client.receive_data(frame) == [ShutdownRequest(5.0, "maintenance")]
+    assert client.shutdown_request == server.shutdown_request
