@@ -857,6 +857,8 @@ class Connection:
     def _receive_error(self) -> BaseException | None:
         """What :meth:`receive` raises once the buffer is empty, if any."""
         proto = self._proto
+        if proto.can_receive and not self._reader_done:
+            return None  # the common case, asked before every wait: one call
         if proto.closing:
             return trio.ClosedResourceError("this connection was closed by this side")
         if proto.end_received:

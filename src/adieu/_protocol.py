@@ -211,6 +211,17 @@ class Protocol:
         return self._sending and self._cause is None and self._closing is _NOT_CLOSING
 
     @property
+    def can_receive(self) -> bool:
+        """``True`` while messages may still arrive for this side's
+        application: the peer's preamble came and it has not sent END,
+        nothing ended the connection, and this side is not closing."""
+        return (
+            self._their_sending
+            and self._cause is None
+            and self._closing is _NOT_CLOSING
+        )
+
+    @property
     def end_sent(self) -> bool:
         """``True`` once this side has sent END."""
         return self.our_state is SideState.DONE

@@ -302,3 +302,21 @@ def test_the_shutdown_request_is_known_to_both_sides() -> None:
     assert server.shutdown_request == ShutdownRequest(5.0, "maintenance")
     assert client.receive_data(frame) == [ShutdownRequest(5.0, "maintenance")]
     assert client.shutdown_request == server.shutdown_request
+
+
+def test_can_receive_until_the_peers_end_a_close_or_a_cause() -> None:
+    client = Protocol(Role.CLIENT)
+    server = Protocol(Role.SERVER)
+    steps = [server.can_receive]  # before the client's preamble
+    server.receive_data(client.preamble())
+    steps.append(server.can_receive)
+    server.receive_data(client.send_end())
+    steps.append(server.can_receive)
+    client.receive_data(server.preamble())
+    steps.append(client.can_receive)
+    client.begin_close()
+    steps.append(client.can_receive)
+    _, server = connected()
+    server.abort()
+    steps.append(server.can_receive)
+    assert steps == [False, True, False, True, False, False]
