@@ -21,9 +21,11 @@ Data paths, and why they are shaped so:
   messages; the writing task sends them all in one ``send_all`` after its
   own, so concurrent senders share system calls and each message is written
   whole, never interleaved with another.
-* **Ending.** Every way to end goes through the core, which records the
-  first terminal cause; the report (:class:`~adieu.Termination`) is built
-  when the transport has been released.
+* **Ending.** Every way to end goes through the core, which holds the whole
+  lifecycle: the connection tells it what happened (END written, EOF sent,
+  closing, a reset) and asks it whether to release the transport and what a
+  call raises. The core builds the report (:class:`~adieu.Termination`) the
+  moment the ending is decided; the connection keeps no copy of that state.
 """
 
 from __future__ import annotations
@@ -32,13 +34,12 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final, final
 
 import trio
 
 from ._errors import (
-    ConnectionReset,
     ConnectionTruncated,
     EndOfMessages,
     MessageTooLarge,
@@ -147,10 +148,6 @@ class Connection:
             aborts (``TIMED_OUT``); the default for :meth:`shutdown`.
         options: the :class:`~adieu.ConnectionOptions` this connection runs
             with (the same object for every connection of a server).
-        shutdown_reason: the reason carried by SHUTDOWN, or ``None``.
-        shutdown_grace_period: on a client, the seconds the server granted
-            in its SHUTDOWN; on a server, the seconds it granted; else
-            ``None``.
         shutdown_deadline: the :func:`trio.current_time` at which the grace
             period granted by SHUTDOWN ends (``math.inf`` if unbounded), else
             ``None``. A client can ``with trio.move_on_at(...)`` on it.
@@ -161,15 +158,9 @@ class Connection:
         "_buffer",
         "_buffered",
         "_changed",
-        "_closed",
-        "_cutting",
         "_deadline",
         "_deadline_reason",
         "_end_pending",
-        "_end_seen",
-        "_eof_called",
-        "_failure",
-        "_fin_sent",
         "_flusher_lot",
         "_local_address",
         "_nursery",
@@ -183,8 +174,6 @@ class Connection:
         "_releasing",
         "_remote_address",
         "_shutdown_event",
-        "_shutdown_flag",
-        "_termination",
         "_transport",
         "_unyielded",
         "_writing",
@@ -193,8 +182,6 @@ class Connection:
         "receive_buffer_size",
         "role",
         "shutdown_deadline",
-        "shutdown_grace_period",
-        "shutdown_reason",
     )
 
     def __init__(
@@ -206,7 +193,11 @@ class Connection:
         self.grace_period = options.grace_period
         self.receive_buffer_size = options.receive_buffer_size
         self._transport = transport
-        self._proto = Protocol(self.role, max_message_size=options.max_message_size)
+        self._proto = Protocol(
+            self.role,
+            max_message_size=options.max_message_size,
+            half_close=transport.supports_half_close,
+        )
         self._nursery: trio.Nursery | None = None
         self._reader_done = False  # the reader task has returned
         # receive side
@@ -219,8 +210,6 @@ class Connection:
         # release). One lot per connection instead of several; each waiter
         # re-checks its own condition when woken.
         self._changed = trio.lowlevel.ParkingLot()
-        self._end_seen = False
-        self._failure: Callable[[], BaseException] | None = None
         # send side
         self._writing = False
         self._unyielded = 0
@@ -228,19 +217,11 @@ class Connection:
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
         self._flusher_lot: trio.lowlevel.ParkingLot | None = None
-        self._eof_called = False
         self._end_pending = False
-        self._fin_sent = False
         # ending
-        self._closed = False
-        self._cutting = False  # aclose() is closing first, in one step
         self._released = False  # the transport has been released
         self._releasing = False
-        self._termination: Termination | None = None
-        self._shutdown_flag = False
         self._shutdown_event: trio.Event | None = None
-        self.shutdown_reason: str | None = None
-        self.shutdown_grace_period: float | None = None
         self.shutdown_deadline: float | None = None
         # Set by a server: when its cancel scope's deadline passes, an abort
         # is a time-out, whatever Trio version says why it cancelled.
@@ -250,7 +231,8 @@ class Connection:
         self._deadline_reason = "the grace period expired"
 
     def __repr__(self) -> str:
-        state = self._termination.kind.name if self._termination else "open"
+        termination = self._proto.termination
+        state = termination.kind.name if termination else "open"
         return f"<adieu.Connection {self.role.value} {self.remote_address!r} {state}>"
 
     # -------------------------------------------------------------- properties
@@ -258,10 +240,12 @@ class Connection:
     @property
     def termination(self) -> Termination | None:
         """How the connection ended (:class:`~adieu.Termination`), or
-        ``None`` until the ending is decided (both ENDs exchanged and the
-        peer's EOF, or END alone over a transport without half-close such
-        as TLS; or the transport released)."""
-        return self._termination
+        ``None`` until the ending is decided. It is decided, and this set,
+        at once inside the block: when both ENDs are exchanged, this side's
+        END is written, and both EOFs are through (the ENDs alone over a
+        transport without half-close such as TLS); when the peer breaks the
+        connection or this side aborts; or when the transport is released."""
+        return self._proto.termination
 
     @property
     def max_message_size(self) -> int:
@@ -297,12 +281,25 @@ class Connection:
         event = self._shutdown_event
         if event is None:
             event = self._shutdown_event = trio.Event()
-            if self._shutdown_flag:
+            if self._proto.shutdown_request is not None:
                 event.set()
         return event
 
+    @property
+    def shutdown_reason(self) -> str | None:
+        """The reason carried by SHUTDOWN (received on a client, sent on a
+        server), or ``None``."""
+        request = self._proto.shutdown_request
+        return None if request is None else request.reason
+
+    @property
+    def shutdown_grace_period(self) -> float | None:
+        """On a client, the seconds the server granted in its SHUTDOWN; on a
+        server, the seconds it granted; else ``None``."""
+        request = self._proto.shutdown_request
+        return None if request is None else request.grace_period
+
     def _set_shutdown_requested(self) -> None:
-        self._shutdown_flag = True
         if self._shutdown_event is not None:
             self._shutdown_event.set()
 
@@ -378,7 +375,7 @@ class Connection:
         """
         while not (
             self._proto.handshake_complete
-            or self._failure is not None
+            or self._proto.broken
             or self._reader_done
             or self._released
         ):
@@ -395,7 +392,7 @@ class Connection:
             while True:
                 if self._released:
                     return
-                if self._buffered >= self.receive_buffer_size and not self._closed:
+                if self._buffered >= self.receive_buffer_size and not proto.closing:
                     if self._reader_parked is None:
                         self._reader_parked = trio.lowlevel.ParkingLot()
                     await self._reader_parked.park()
@@ -417,13 +414,11 @@ class Connection:
                 except trio.BrokenResourceError as exc:
                     if self._releasing:
                         return  # this side is closing the transport
-                    if proto.finished and self._fin_sent:
-                        # Both ENDs were exchanged: nothing was lost, the
-                        # transport just ended untidily (a TLS peer that
-                        # closed without close_notify). No reset.
-                        await self._release()
-                    else:
-                        self._fail_broken(exc)
+                    self._fail_broken(exc)
+                    # Once settled, nothing was lost: the transport just
+                    # ended untidily (a TLS peer that closed without
+                    # close_notify), and it is released without a reset.
+                    await self._release()
                     return
                 except trio.ClosedResourceError:
                     return  # released by this side
@@ -438,7 +433,7 @@ class Connection:
                     return
                 if events:
                     self._deliver(events)
-                    if self._decided():
+                    if proto.may_release:
                         await self._release()
                         return
                 if not handshaken and proto.handshake_complete:
@@ -453,86 +448,62 @@ class Connection:
         woke = False
         for event in events:
             if type(event) is Message:
-                if self._closed:
-                    self._proto.discard(1)
-                    continue
                 if buffer is None:
                     buffer = self._buffer = deque()
                 buffer.append(event.data)
                 self._buffered += len(event.data) + _MESSAGE_OVERHEAD
                 woke = True
             elif type(event) is ShutdownRequest:
-                self.shutdown_reason = event.reason
-                self.shutdown_grace_period = event.grace_period
                 self.shutdown_deadline = trio.current_time() + event.grace_period
                 self._set_shutdown_requested()
             elif type(event) is End:
-                self._end_seen = True
                 woke = True
         if woke:
             self._changed.unpark_all()
 
     async def _on_eof(self) -> None:
-        if self._cutting and not self._proto.end_received:
-            # aclose() closed first and was lingering for this EOF: the
-            # truncation is this side's (proto.close() records it so).
-            self._changed.unpark_all()
-            await self._release()
-            return
-        try:
+        # The core decides what this EOF means: the peer's truncation, this
+        # side's own (aclose() closed first and lingered for it), or the last
+        # step of a clean ending; or nothing yet (our END is still queued:
+        # _after_end() releases once it is written).
+        with contextlib.suppress(ConnectionTruncated):  # recorded in the core
             self._proto.receive_eof()
-        except ConnectionTruncated as exc:
-            detail = str(exc)
-            self._failure = lambda: ConnectionTruncated(detail)
-            self._changed.unpark_all()
-            await self._release()
-            return
         self._changed.unpark_all()
-        # ``finished`` is true as soon as our END is encoded; it may still be
-        # queued behind another frame. Then _after_end() releases once it has
-        # been written.
-        if self._proto.finished and self._fin_sent:
+        if self._proto.may_release:
             await self._release()
 
     def _fail_broken(self, exc: trio.BrokenResourceError) -> None:
-        """The transport broke under a read or a write."""
-        if self._failure is not None or self._released:
+        """The transport broke under a read or a write: recorded in the core
+        (which ignores it once the ending is settled) and, if it counts, the
+        transport is reset and released."""
+        if self._released:
             return
         cause = exc.__cause__ or exc
         if is_reset(exc):
             detail = f"the peer reset the connection ({cause})"
-            self._proto.connection_reset(detail)
-            self._failure = _raiser(ConnectionReset, detail, cause)
+            self._proto.connection_reset(detail, error=cause)
         else:
             detail = f"the transport broke without the peer's END ({cause})"
-            self._proto.transport_broken(detail)
-            self._failure = _raiser(ConnectionTruncated, detail, cause)
-        self._transport.abort()
-        self._set_released()
+            self._proto.transport_broken(detail, error=cause)
+        if self._proto.broken:
+            self._transport.abort()
+            self._set_released()
 
     def _fail_protocol(self, exc: ProtocolError) -> None:
-        message = str(exc)
-        if isinstance(exc, MessageTooLarge):
-            size, limit = exc.size, exc.limit
-            self._failure = _raiser(
-                MessageTooLarge, message, exc, size=size, limit=limit
-            )
-        else:
-            self._failure = _raiser(ProtocolError, message, exc)
-        logger.debug("protocol error on %r: %s", self, message)
+        logger.debug("protocol error on %r: %s", self, exc)
         self._transport.abort()
         self._set_released()
 
     def _set_released(self) -> None:
         self._discard_buffer_if_closed()
-        self._termination = self._proto.close()
+        self._proto.close()
         self._released = True
         self._changed.unpark_all()
         if self._reader_parked is not None:
             self._reader_parked.unpark_all()
 
     def _discard_buffer_if_closed(self) -> None:
-        if self._closed and self._buffer:
+        if self._proto.closing and self._buffer:
             self._proto.discard(len(self._buffer))
             self._buffer.clear()
             self._buffered = 0
@@ -540,9 +511,8 @@ class Connection:
     async def _release(self) -> None:
         """Release the transport (idempotent): drop readable input without
         blocking (so it cannot cause a reset) and close."""
-        if self._releasing:
-            while not self._released:
-                await self._changed.park()
+        if self._releasing or self._released:
+            await self._wait_released()
             return
         # Closing the transport wakes the reader, if it is reading, with
         # ClosedResourceError; it then stops (it checks _releasing/_released).
@@ -556,15 +526,22 @@ class Connection:
             if not self._released:
                 self._set_released()
 
+    async def _wait_released(self) -> None:
+        """Wait until the transport has been released (by the task that
+        is releasing or closing it). Not a checkpoint if it was already."""
+        while not self._released:
+            await self._changed.park()
+
     # -------------------------------------------------------------- sending
 
     def _send_error(self) -> BaseException:
         """The exception a send raises when this connection cannot send."""
-        if self._closed:
+        if self._proto.closing:
             return trio.ClosedResourceError("this connection was closed by this side")
-        if self._failure is not None:
-            return self._failure()
-        if self._eof_called or self._end_pending or self._proto.end_sent:
+        failure = self._proto.failure()
+        if failure is not None:
+            return failure
+        if self._end_pending or self._proto.end_sent:
             return trio.ClosedResourceError("send_eof() was called: no more sends")
         return trio.ClosedResourceError("this connection has ended")
 
@@ -601,12 +578,7 @@ class Connection:
         that does not read can hold a write indefinitely), the connection is
         aborted, because half a frame cannot be taken back.
         """
-        if (
-            self._closed
-            or self._eof_called
-            or self._end_pending
-            or not self._proto.can_send
-        ):
+        if self._end_pending or not self._proto.can_send:
             await trio.lowlevel.checkpoint_if_cancelled()
             raise self._send_error()
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
@@ -713,7 +685,7 @@ class Connection:
                 if item.data is None:
                     assert item.frame is not None
                     parts.append(item.frame)
-                elif self._closed or not proto.can_send:
+                elif not proto.can_send:
                     item.error = self._send_error()
                 else:
                     parts.append(proto.send_message(item.data))
@@ -731,7 +703,7 @@ class Connection:
             for item in batch:
                 if item.done is not None:
                     item.done.set()
-        if proto.end_sent and not self._fin_sent:
+        if proto.end_sent and not proto.eof_out:
             await self._after_end()
 
     async def _write(self, data: bytes) -> None:
@@ -774,7 +746,7 @@ class Connection:
             and not self._queue
             and not self._outbox
             and not self._proto.end_sent
-            and self._failure is None
+            and not self._proto.broken
         ):
             sent = self._send_at_once(frame)
             if sent is None or sent == len(frame):
@@ -810,24 +782,29 @@ class Connection:
         finally:
             self._writing = False
 
+    async def _write_end(self) -> None:
+        """Write this side's END, or only the FIN where the core allows no
+        END yet (a server closing before the client's END: the server never
+        ends first), through the writer: after the frames gathered or queued
+        before it and a frame another task is writing. The FIN follows the
+        END (:meth:`_flush`). Raises what :meth:`_submit` raises."""
+        proto = self._proto
+        end = proto.send_end() if proto.may_send_end else b""
+        await self._submit(_Pending(None, end))
+        if not proto.eof_out:
+            await self._after_end()
+
     async def _after_end(self) -> None:
         """After this side's END went out: half-close the transport, and
         release it if the peer is done too."""
-        self._fin_sent = True
+        proto = self._proto
+        if proto.end_sent:
+            proto.end_written()
+        proto.eof_sent()
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._transport.send_eof()
-        if self._decided():
+        if proto.may_release:
             await self._release()
-
-    def _decided(self) -> bool:
-        """Both ENDs are exchanged, ours is written, and nothing more is
-        to come: the peer's EOF arrived, or the transport has none to give
-        (TLS: END alone says it)."""
-        return (
-            self._proto.finished
-            and self._fin_sent
-            and (self._proto.eof_received or not self._transport.supports_half_close)
-        )
 
     # ------------------------------------------------------------ receiving
 
@@ -897,13 +874,17 @@ class Connection:
 
     def _receive_error(self) -> BaseException | None:
         """What :meth:`receive` raises once the buffer is empty, if any."""
-        if self._closed:
+        proto = self._proto
+        if proto.can_receive and not self._reader_done:
+            return None  # the common case, asked before every wait: one call
+        if proto.closing:
             return trio.ClosedResourceError("this connection was closed by this side")
-        if self._end_seen:
+        if proto.end_received:
             self._send_deferred_end()
             return EndOfMessages("the peer sent END: no more messages")
-        if self._failure is not None:
-            return self._failure()
+        failure = proto.failure()
+        if failure is not None:
+            return failure
         if self._reader_done:
             return trio.ClosedResourceError("this connection has ended")
         return None
@@ -951,18 +932,18 @@ class Connection:
         Idempotent. A checkpoint. If cancelled while END is being written,
         the connection is aborted.
         """
-        if self._closed:
+        if self._proto.closing:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("this connection was closed by this side")
-        if self._eof_called:
+        if self._end_pending or self._proto.end_sent:
             await trio.lowlevel.checkpoint()
             return
-        if self._failure is not None:
+        failure = self._proto.failure()
+        if failure is not None:
             await trio.lowlevel.checkpoint()
-            raise self._failure()
-        self._eof_called = True
+            raise failure
         if self.role is Role.CLIENT:
-            await self._submit(_Pending(None, self._proto.send_end()))
+            await self._write_end()
             return
         self._end_pending = True
         if not self._proto.end_received:
@@ -1007,7 +988,7 @@ class Connection:
             raise RuntimeError(
                 "only a server can request shutdown; a client ends with send_eof()"
             )
-        if self._closed:
+        if self._proto.closing:
             return
         self._request_shutdown(
             reason, self.grace_period if grace_period is None else grace_period
@@ -1024,8 +1005,6 @@ class Connection:
         ):
             return
         frame = proto.send_shutdown(grace, reason)
-        self.shutdown_reason = reason
-        self.shutdown_grace_period = grace
         self.shutdown_deadline = trio.current_time() + grace
         self._set_shutdown_requested()
         self._enqueue_background(frame)
@@ -1075,27 +1054,21 @@ class Connection:
         if trio.current_time() >= self._deadline:
             timed_out = True
             detail = self._deadline_reason
-        self._closed = True
+        proto = self._proto
+        # Unread messages are counted before the abort decides the ending.
+        proto.begin_close(now=True)
+        self._discard_buffer_if_closed()
         if not self._released:
-            if self._ends_quietly() and self._transport.close_quietly():
-                # Both ENDs were exchanged and ours is out: nothing can be
-                # lost any more, so close without a reset (the report stays
-                # CLEAN, and the peer's experience agrees with it).
-                self._set_released()
-            else:
-                # An END encoded but not yet written counts for nothing: the
-                # reset discards it, so the end is not CLEAN.
-                self._proto.abort(
-                    timed_out=timed_out, detail=detail, end_written=self._fin_sent
-                )
+            # Once settled (both ENDs exchanged, ours written) nothing can be
+            # lost any more: the core decides CLEAN and the transport closes
+            # without a reset where it can, so the peer's experience agrees.
+            # An END produced but not yet written counts for nothing: the
+            # reset destroys it, and the core records the abort.
+            proto.abort(timed_out=timed_out, detail=detail)
+            if not (proto.settled and self._transport.close_quietly()):
                 self._transport.abort()
-                self._set_released()
+            self._set_released()
         self._fail_waiting_writers()
-
-    def _ends_quietly(self) -> bool:
-        """Both ENDs were exchanged and ours is out: an abort now closes
-        without a reset where the transport allows it."""
-        return self._proto.finished and self._fin_sent
 
     def reset_transport(self) -> None:
         """The wire half of an abort, done ahead of the rest by a server's
@@ -1107,7 +1080,7 @@ class Connection:
 
         :meta private:
         """
-        if not self._released and not self._ends_quietly():
+        if not self._released and not self._proto.settled:
             self._transport.abort()
 
     def _fail_waiting_writers(self) -> None:
@@ -1122,8 +1095,8 @@ class Connection:
 
     def _begin_close(self) -> None:
         """No more application sends or receives; messages that arrive from
-        now on are discarded and counted."""
-        self._closed = True
+        now on are discarded and counted (by the core)."""
+        self._proto.begin_close()
         self._end_pending = False
         self._discard_buffer_if_closed()
         if self._reader_parked is not None:
@@ -1145,28 +1118,39 @@ class Connection:
         reset that would destroy data already sent. Messages discarded so
         are counted in :attr:`termination`.
 
+        A task blocked in :meth:`send` (a peer that does not read) keeps the
+        writer until the linger ends; then the transport is released and
+        that task wakes with :exc:`trio.ClosedResourceError`.
+
         Trio's :class:`~trio.abc.AsyncResource` contract: idempotent; if
         cancelled, the transport is still released (without the linger) and
         the cancellation propagates. A checkpoint. Later calls on the
-        connection raise :exc:`trio.ClosedResourceError`.
+        connection raise :exc:`trio.ClosedResourceError`. Closes compose: a
+        call made while another ``aclose()`` or :meth:`shutdown` is in
+        progress waits for that one and shares its outcome, instead of
+        cutting it short.
         """
-        if self._closed:
-            await trio.lowlevel.checkpoint()
-            if not self._released:
-                await self._release()
+        proto = self._proto
+        if proto.closing:
+            await self._join_close()
             return
         self._begin_close()
-        self._cutting = True
+        proto.begin_close(now=True)
         try:
             with trio.move_on_after(self._transport.linger):
-                if self._failure is None and not self._released:
-                    if self._proto.may_send_end:
-                        await self._submit(_Pending(None, self._proto.send_end()))
-                    elif not self._fin_sent:
-                        if self._outbox:  # gathered frames go before the FIN
-                            await self._submit(_Pending(None, b""))
-                        await self._after_end()
+                if not proto.broken and not self._released:
+                    await self._write_end()
                     await self._wait_reader_done()
+        finally:
+            await self._release()
+
+    async def _join_close(self) -> None:
+        """Another call is closing: wait for its outcome, which is this
+        call's too (closes compose). A checkpoint; if cancelled, the
+        transport is released at once and the cancellation propagates."""
+        try:
+            await trio.lowlevel.checkpoint()
+            await self._wait_released()
         finally:
             await self._release()
 
@@ -1193,11 +1177,13 @@ class Connection:
         Nothing sent by either side is lost without the side that lost it
         being told (through ``confirmed``, ``messages_discarded`` or a
         non-clean ``kind``). Idempotent: on a connection that has ended,
-        returns its termination. If cancelled, the connection is aborted and
-        the cancellation propagates. A checkpoint.
+        returns its termination; while another ``shutdown()`` or
+        :meth:`aclose` is in progress, waits for it and returns the same
+        termination. If cancelled, the connection is aborted and the
+        cancellation propagates. A checkpoint.
         """
         await trio.lowlevel.checkpoint()
-        if self._termination is None:
+        if not self._released:
             grace = self.grace_period if grace_period is None else grace_period
             try:
                 await self._graceful(trio.current_time() + grace, reason=None)
@@ -1207,14 +1193,15 @@ class Connection:
                     detail=f"{type(exc).__name__} during a graceful shutdown",
                 )
                 raise
-        assert self._termination is not None
-        return self._termination
+        termination = self._proto.termination
+        assert termination is not None
+        return termination
 
     async def _graceful(self, deadline: float, reason: str | None) -> None:
         """The graceful close shared by :meth:`shutdown` and the block's
         normal exit, bounded by ``deadline``."""
-        if self._closed:
-            await self._release()
+        if self._proto.closing:
+            await self._join_close()
             return
         if self.role is Role.SERVER and not self._proto.end_received:
             self._request_shutdown(reason, max(0.0, deadline - trio.current_time()))
@@ -1232,9 +1219,9 @@ class Connection:
                 pass
         if (
             scope.cancelled_caught
-            and self._failure is None
+            and not self._proto.broken
             and not self._released
-            and not self._proto.finished
+            and not self._proto.settled
         ):
             self._abort_for(
                 timed_out=True,
@@ -1246,21 +1233,17 @@ class Connection:
 
     async def _client_graceful(self) -> None:
         proto = self._proto
-        if self._failure is None and not proto.end_sent and proto.can_send:
-            await self._submit(_Pending(None, proto.send_end()))
-        while not (
-            proto.end_received or self._failure is not None or self._reader_done
-        ):
+        if proto.may_send_end:
+            await self._write_end()
+        while not (proto.end_received or proto.broken or self._reader_done):
             await self._changed.park()
 
     async def _server_graceful(self) -> None:
         proto = self._proto
-        while not (
-            proto.end_received or self._failure is not None or self._reader_done
-        ):
+        while not (proto.end_received or proto.broken or self._reader_done):
             await self._changed.park()
         if proto.may_send_end:
-            await self._submit(_Pending(None, proto.send_end()))
+            await self._write_end()
             # Wait for the client's EOF (normally here already) so that the
             # close cannot race a late byte into a reset.
             await self._wait_reader_done()
@@ -1282,7 +1265,7 @@ class Connection:
                 detail=f"the block exited with {type(exc).__name__}",
             )
             return
-        if self._termination is not None:
+        if self._released:
             return
         try:
             await self._graceful(
@@ -1294,25 +1277,6 @@ class Connection:
                 detail=f"{type(inner).__name__} during the graceful close",
             )
             raise
-
-
-def _raiser(
-    cls: Callable[..., BaseException],
-    message: str,
-    cause: BaseException | None,
-    **fields: Any,
-) -> Callable[[], BaseException]:
-    """A factory of the error a broken connection raises on every later
-    call: a new instance each time (re-raising one instance would grow its
-    traceback), chained to what broke it (``__cause__``: the ``OSError`` of
-    a reset, the first ``ProtocolError``)."""
-
-    def make() -> BaseException:
-        exc = cls(message, **fields)
-        exc.__cause__ = cause
-        return exc
-
-    return make
 
 
 def _address(transport: TransportStream, method: str) -> Any:

@@ -14,8 +14,22 @@ How an I/O layer drives it::
     transport.write(proto.send_message(b"hello"))
     for event in proto.receive_data(transport.read()):
         ...                                  # Message, ShutdownRequest, End
+    transport.write(proto.send_end())
+    proto.end_written()                      # END is on the wire, whole
+    transport.send_eof(); proto.eof_sent()   # where the transport half-closes
     proto.receive_eof()                      # when the transport reports EOF
-    termination = proto.close()              # when the transport is released
+    if proto.may_release:                    # the ending is decided
+        transport.close()
+        termination = proto.close()          # built already: the same report
+
+The core holds the connection's whole lifecycle: both sides' frames (the
+table in :mod:`adieu._state`), whether this side's END is written and its EOF
+sent, the peer's EOF, whether this side's application is closing, and the
+first failure. The I/O layer reports what happened and asks what follows:
+whether it may release the transport (:attr:`Protocol.may_release`), what
+error a call raises now (:meth:`Protocol.failure`), how the connection ended
+(:attr:`Protocol.termination`, built in one place the moment the ending is
+decided). It keeps no copy of any of it.
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ import struct
 from collections.abc import Set
 
 from ._errors import (
+    ConnectionReset,
     ConnectionTruncated,
     LocalProtocolError,
     MessageTooLarge,
@@ -101,6 +116,12 @@ def _states_allowing(role: Role, kind: FrameKind) -> Set[SideState]:
     return frozenset(s for s, t in TRANSITIONS[role].items() if kind in t)
 
 
+#: How far this side's application has gone in closing (see
+#: Protocol.begin_close); compared by identity.
+_NOT_CLOSING, _CLOSING_GRACEFULLY, _CLOSING_NOW = "open", "graceful", "now"
+
+_CLOSED_EARLY = "this side closed before the terminal handshake completed"
+
 # The states in which each role may send a message, read off the table once so
 # that the hot path is a set lookup (the table stays the only source).
 _MESSAGE_STATES = {role: _states_allowing(role, FrameKind.MESSAGE) for role in Role}
@@ -114,6 +135,10 @@ class Protocol:
         max_message_size: the largest message, in bytes, that this side sends
             or accepts (inclusive). Default 1 MiB. Checked on the incoming
             side from the frame header, before the payload is buffered.
+        half_close: whether the transport carries an EOF after each side's
+            END (TCP, Unix sockets, memory streams; the default). ``False``
+            over a transport without one (TLS): END alone ends a side, so the
+            ending is decided at the two ENDs without waiting for EOFs.
 
     Raises:
         ValueError: ``max_message_size`` is negative or over 2**32 - 1.
@@ -122,7 +147,11 @@ class Protocol:
     """
 
     def __init__(
-        self, role: Role, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+        self,
+        role: Role,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        half_close: bool = True,
     ) -> None:
         if not 0 <= max_message_size <= MAX_MESSAGE_SIZE_LIMIT:
             raise ValueError(
@@ -143,9 +172,16 @@ class Protocol:
         self._acknowledged: int | None = None
         self._handshake_initiator: Initiator | None = None
         self._eof = False
+        self._half_close = half_close
+        self._end_out = False
+        self._eof_out = False
+        self._closing = _NOT_CLOSING
         self._cause: tuple[TerminationKind, Initiator, str] | None = None
+        self._error: BaseException | None = None
         self._termination: Termination | None = None
-        #: Set on a client when the server's SHUTDOWN arrives.
+        #: The connection's SHUTDOWN request: on a client, the server's once
+        #: it arrived; on a server, the one it sent (with the grace period
+        #: and reason as given); else ``None``.
         self.shutdown_request: ShutdownRequest | None = None
         #: ``True`` on a server once it has sent SHUTDOWN.
         self.shutdown_sent = False
@@ -169,8 +205,21 @@ class Protocol:
 
     @property
     def can_send(self) -> bool:
-        """``True`` while this side may send messages."""
-        return self._sending and self._cause is None
+        """``True`` while this side may send messages: not before its
+        preamble, after its END, once the connection ended, or once this
+        side's application is closing (:meth:`begin_close`)."""
+        return self._sending and self._cause is None and self._closing is _NOT_CLOSING
+
+    @property
+    def can_receive(self) -> bool:
+        """``True`` while messages may still arrive for this side's
+        application: the peer's preamble came and it has not sent END,
+        nothing ended the connection, and this side is not closing."""
+        return (
+            self._their_sending
+            and self._cause is None
+            and self._closing is _NOT_CLOSING
+        )
 
     @property
     def end_sent(self) -> bool:
@@ -206,6 +255,58 @@ class Protocol:
         return self._eof
 
     @property
+    def end_out(self) -> bool:
+        """``True`` once :meth:`end_written` was called: this side's END is
+        on the wire, whole."""
+        return self._end_out
+
+    @property
+    def eof_out(self) -> bool:
+        """``True`` once :meth:`eof_sent` was called: this side's transport
+        EOF (its FIN) has been sent."""
+        return self._eof_out
+
+    @property
+    def closing(self) -> bool:
+        """``True`` once :meth:`begin_close` was called: this side's
+        application takes no more messages (those that arrive are discarded
+        and counted here)."""
+        return self._closing is not _NOT_CLOSING
+
+    @property
+    def broken(self) -> bool:
+        """``True`` if the peer or the transport ended the connection badly
+        (a reset, a truncation, a protocol error): :meth:`failure` has an
+        error to raise."""
+        return self._cause is not None and self._cause[1] is Initiator.PEER
+
+    @property
+    def settled(self) -> bool:
+        """``True`` once both ENDs were exchanged and ours written
+        (:meth:`end_written`): nothing either side sent can be lost any more,
+        so a later abort, reset or broken transport decides the ending
+        ``CLEAN`` instead of counting (an abort may close without a reset)."""
+        return self._end_out and self._states[self.role.peer] is SideState.DONE
+
+    @property
+    def decided(self) -> bool:
+        """``True`` once the ending is decided and :attr:`termination` is
+        built: a terminal cause was recorded; or both ENDs were exchanged,
+        ours was written (:meth:`end_written`), and, where the transport
+        half-closes, our EOF was sent (:meth:`eof_sent`) and the peer's
+        arrived (:meth:`receive_eof`); or :meth:`close` was called. Nothing
+        recorded afterwards changes the report."""
+        return self._termination is not None
+
+    @property
+    def may_release(self) -> bool:
+        """``True`` when the I/O layer should release the transport now: the
+        ending is decided (:attr:`decided`). Before that, releasing would
+        end the connection TRUNCATED by this side (what :meth:`close`
+        records), unless an abort comes first."""
+        return self._termination is not None
+
+    @property
     def messages_sent(self) -> int:
         """Messages encoded by :meth:`send_message`."""
         return self._sent
@@ -222,7 +323,8 @@ class Protocol:
 
     @property
     def termination(self) -> Termination | None:
-        """The report built by :meth:`close`, or ``None`` before it."""
+        """How the connection ended, built the moment the ending was decided
+        (see :attr:`decided`), or ``None`` before."""
         return self._termination
 
     @property
@@ -338,6 +440,7 @@ class Protocol:
         frame = encode_shutdown(grace_period, reason)
         self._advance(self.role, FrameKind.SHUTDOWN)
         self.shutdown_sent = True
+        self.shutdown_request = ShutdownRequest(grace_period, reason)
         if self._handshake_initiator is None:
             self._handshake_initiator = Initiator.LOCAL
         return frame
@@ -398,10 +501,14 @@ class Protocol:
             # The frames these bytes completed before the bad one are still
             # events (in the error's ``events``), then the error is raised.
             items, error = self._decoder.completed, exc
+        closing = self._closing is not _NOT_CLOSING
         for ftype, payload in items:
             if ftype == MESSAGE and self._their_sending:
                 self._received += 1
-                events.append(Message(payload))
+                if closing:
+                    self._discarded += 1
+                else:
+                    events.append(Message(payload))
                 continue
             try:
                 event = self._receive_frame(ftype, payload)
@@ -419,13 +526,12 @@ class Protocol:
             self._advance(peer, FrameKind.PREAMBLE)
             return None
         kind = _FRAME_KINDS[ftype]
+        # A MESSAGE reaches here only when the peer may not send one (the
+        # loop in receive_data takes the others): this raises.
         if not self._allowed(peer, kind):
             raise self._remote_error(kind)
         event: Event
-        if kind is FrameKind.MESSAGE:
-            self._received += 1
-            event = Message(payload)
-        elif kind is FrameKind.END:
+        if kind is FrameKind.END:
             count = decode_end(payload, peer)
             if count is not None:
                 if count > self._sent:
@@ -437,6 +543,9 @@ class Protocol:
             elif self._handshake_initiator is None:
                 self._handshake_initiator = Initiator.PEER
             event = End(count)
+            self._advance(peer, kind)
+            self._decide()
+            return event
         else:
             grace, reason = decode_shutdown(payload)
             event = ShutdownRequest(grace, reason)
@@ -452,7 +561,9 @@ class Protocol:
         # message among them would be lost), so the end is not CLEAN.
         if self._cause is None and self._termination is None:
             self._cause = (TerminationKind.PROTOCOL_ERROR, Initiator.PEER, str(exc))
+            self._error = exc
             self._sending = False
+            self._decide()
         exc.events = tuple(events)
         return exc
 
@@ -463,12 +574,24 @@ class Protocol:
         Raises:
             ConnectionTruncated: the peer's END had not arrived: its messages
                 may have stopped anywhere. The cause ``TRUNCATED`` is
-                recorded. Not raised if the connection had already ended.
+                recorded. Not raised if the connection had already ended,
+                nor while this side closes in one step
+                (``begin_close(now=True)``): then, unless both ENDs were
+                produced, the ending is decided ``TRUNCATED`` by this side
+                (it sends nothing more).
+
+        Idempotent.
         """
         if self._eof:
             return
         self._eof = True
+        if self._closing is _CLOSING_NOW and not self.finished:
+            # Closing in one step, this side sends nothing more: an ending
+            # without both ENDs is its own truncation, decided now.
+            self._record(TerminationKind.TRUNCATED, Initiator.LOCAL, _CLOSED_EARLY)
+            return
         if self._cause is not None or self.end_received:
+            self._decide()
             return
         if not self.handshake_complete:
             what = "before the peer's preamble was complete"
@@ -479,6 +602,47 @@ class Protocol:
         detail = f"the transport ended {what}"
         self._record(TerminationKind.TRUNCATED, Initiator.PEER, detail)
         raise ConnectionTruncated(detail)
+
+    def end_written(self) -> None:
+        """Record that this side's END has been written to the transport in
+        full. Until then an abort or a reset counts even after both ENDs were
+        exchanged: it would destroy this END on its way.
+
+        Raises:
+            LocalProtocolError: END was not produced (:meth:`send_end`).
+
+        Idempotent.
+        """
+        if not self.end_sent:
+            raise LocalProtocolError("END was not sent: it cannot have been written")
+        self._end_out = True
+        self._decide()
+
+    def eof_sent(self) -> None:
+        """Record that this side's transport EOF (its FIN) is sent (the call
+        that sends it was made): after its END, or alone when a server closes
+        before it may send END. Only matters where the transport
+        half-closes. Idempotent."""
+        self._eof_out = True
+        self._decide()
+
+    def begin_close(self, *, now: bool = False) -> None:
+        """Record that this side's application is closing: it takes no more
+        messages, and those that arrive from now on are discarded and counted
+        (:attr:`messages_discarded`); report those already taken from the
+        transport but unread with :meth:`discard` first.
+
+        ``now`` is a close in one step (``aclose``): it waits only for the
+        transport's EOF, which then ends the connection TRUNCATED by this
+        side if the peer's END had not arrived. Otherwise the close is
+        graceful and an EOF without END is the peer's truncation. A close in
+        one step overrides a graceful close in progress, not the reverse.
+        Idempotent.
+        """
+        if now:
+            self._closing = _CLOSING_NOW
+        elif self._closing is _NOT_CLOSING:
+            self._closing = _CLOSING_GRACEFULLY
 
     # ------------------------------------------------------ accounting, ending
 
@@ -494,66 +658,120 @@ class Protocol:
             raise ValueError("cannot discard more messages than were received")
         self._discarded += count
 
-    def connection_reset(self, detail: str = "the peer reset the connection") -> None:
-        """Record that the transport broke under us (a TCP reset). Ignored if
-        an earlier cause was recorded or both ENDs were already exchanged."""
-        self._record(TerminationKind.RESET, Initiator.PEER, detail)
+    def connection_reset(
+        self,
+        detail: str = "the peer reset the connection",
+        *,
+        error: BaseException | None = None,
+    ) -> None:
+        """Record that the transport broke under us (a TCP reset); ``error``
+        is what broke it (the errors from :meth:`failure` are chained to it).
+        Ignored if the ending was decided or an earlier cause recorded; once
+        both ENDs were exchanged and ours written, nothing is lost any more,
+        and the ending is decided ``CLEAN`` instead."""
+        self._record(TerminationKind.RESET, Initiator.PEER, detail, error)
 
-    def transport_broken(self, detail: str) -> None:
+    def transport_broken(
+        self, detail: str, *, error: BaseException | None = None
+    ) -> None:
         """Record that the transport failed without a reset and without the
         peer's END (a TLS stream cut without ``close_notify``, a timeout of
-        the network): ``TRUNCATED`` by the peer. Ignored like
+        the network): ``TRUNCATED`` by the peer. Otherwise like
         :meth:`connection_reset`."""
-        self._record(TerminationKind.TRUNCATED, Initiator.PEER, detail)
+        self._record(TerminationKind.TRUNCATED, Initiator.PEER, detail, error)
 
-    def abort(
-        self,
-        *,
-        timed_out: bool = False,
-        detail: str | None = None,
-        end_written: bool = True,
-    ) -> None:
+    def abort(self, *, timed_out: bool = False, detail: str | None = None) -> None:
         """Record that this side is aborting the connection; ``timed_out``
-        says it is because a grace period or close timeout expired. Ignored
-        if an earlier cause was recorded or both ENDs were exchanged.
+        says it is because a grace period or close timeout expired.
 
-        ``end_written=False`` says this side's END, though produced by
-        :meth:`send_end`, never reached the transport whole (its write was
-        cut, or it was still queued): the abort then counts even after both
-        ENDs, because the peer never got this side's END."""
+        Ignored if the ending was decided or an earlier cause recorded. Once
+        both ENDs were exchanged and ours written (:meth:`end_written`), an
+        abort destroys nothing and the ending is decided ``CLEAN``; an END
+        produced but not yet written does not count, because the abort
+        destroys it on its way."""
         kind = TerminationKind.TIMED_OUT if timed_out else TerminationKind.ABORTED
         if detail is None:
             detail = "timed out" if timed_out else "aborted by this side"
-        if not end_written and self.end_sent and self._cause is None:
-            self._cause = (kind, Initiator.LOCAL, detail)
-            self._sending = False
-            return
         self._record(kind, Initiator.LOCAL, detail)
 
-    def _record(self, kind: TerminationKind, who: Initiator, detail: str) -> None:
-        if self._cause is None and not self.finished:
+    def failure(self) -> BaseException | None:
+        """The error an application's call raises now that the peer or the
+        transport broke the connection (see :attr:`broken`), else ``None``
+        (when this side ended it, the I/O layer raises
+        :exc:`trio.ClosedResourceError`).
+
+        A new instance on each call (re-raising one would grow its
+        traceback), chained (``__cause__``) to what broke it: the error given
+        to :meth:`connection_reset` or :meth:`transport_broken`, or the first
+        :exc:`ProtocolError`.
+        """
+        if not self.broken:
+            return None
+        assert self._cause is not None
+        kind, _, detail = self._cause
+        cause = self._error
+        exc: BaseException
+        if kind is TerminationKind.RESET:
+            exc = ConnectionReset(detail)
+        elif kind is TerminationKind.TRUNCATED:
+            exc = ConnectionTruncated(detail)
+        elif isinstance(cause, MessageTooLarge):
+            exc = MessageTooLarge(detail, size=cause.size, limit=cause.limit)
+        else:
+            exc = ProtocolError(detail)
+        exc.__cause__ = cause
+        return exc
+
+    def _record(
+        self,
+        kind: TerminationKind,
+        who: Initiator,
+        detail: str,
+        error: BaseException | None = None,
+    ) -> None:
+        if self._cause is None and not self.settled:
             self._cause = (kind, who, detail)
+            self._error = error
             self._sending = False
+        self._decide(final=True)
 
     def close(self) -> Termination:
-        """Record that the transport has been released and build the report.
+        """Record that the transport has been released, deciding the ending
+        now if it was not yet, and return the report.
 
-        Idempotent: later calls return the same :class:`Termination`. A
-        connection closed before its terminal handshake completed, with no
-        other cause, is ``TRUNCATED`` by this side.
+        A connection released before both ENDs were exchanged and this
+        side's END written (:meth:`end_written`), with no other cause, is
+        ``TRUNCATED`` by this side: an END produced but never written did not
+        reach the peer. Idempotent: later calls return the same
+        :class:`Termination`.
         """
+        if self._termination is None:
+            if self._cause is None and not self.settled:
+                self._cause = (
+                    TerminationKind.TRUNCATED,
+                    Initiator.LOCAL,
+                    _CLOSED_EARLY,
+                )
+            self._decide(final=True)
+        assert self._termination is not None
+        return self._termination
+
+    def _decide(self, *, final: bool = False) -> None:
+        """Build the report if the ending is decided: the one place it is
+        built. ``final``: nothing more will come (a cause, an abort, the
+        release), so both ENDs with ours written are enough for ``CLEAN``."""
         if self._termination is not None:
-            return self._termination
+            return
         if self._cause is not None:
             kind, who, detail = self._cause
-        elif self.finished:
+        elif self.settled and (
+            final or not self._half_close or (self._eof and self._eof_out)
+        ):
             kind = TerminationKind.CLEAN
             who = self._handshake_initiator or Initiator.LOCAL
             detail = "both ENDs exchanged"
         else:
-            kind, who = TerminationKind.TRUNCATED, Initiator.LOCAL
-            detail = "this side closed before the terminal handshake completed"
-            self._cause = (kind, who, detail)
+            return
         self._sending = False
         confirmed: bool | None = None
         if self._acknowledged is not None:
@@ -568,4 +786,3 @@ class Protocol:
             acknowledged=self._acknowledged,
             detail=detail,
         )
-        return self._termination

@@ -41,9 +41,23 @@ MIB = 1024 * 1024
 U32_MAX = 4_294_967_295
 
 
-def connected(**options: int) -> tuple[Protocol, Protocol]:
-    client = Protocol(CLIENT, **options)
-    server = Protocol(SERVER, **options)
+def end_of(proto: Protocol) -> bytes:
+    """``proto``'s END as an I/O layer sends it: produced, then written."""
+    frame = proto.send_end()
+    proto.end_written()
+    return frame
+
+
+def connected(max_message_size: int | None = None) -> tuple[Protocol, Protocol]:
+    """A client and a server that exchanged preambles; the library's default
+    message size unless one is given."""
+
+    def make(role: Role) -> Protocol:
+        if max_message_size is None:
+            return Protocol(role)
+        return Protocol(role, max_message_size=max_message_size)
+
+    client, server = make(CLIENT), make(SERVER)
     server.receive_data(client.preamble())
     client.receive_data(server.preamble())
     return client, server
@@ -54,8 +68,8 @@ def cleanly_closed() -> tuple[Protocol, Termination]:
     client, server = connected()
     server.receive_data(client.send_message(b"question"))
     client.receive_data(server.send_message(b"answer"))
-    server.receive_data(client.send_end())
-    client.receive_data(server.send_end())
+    server.receive_data(end_of(client))
+    client.receive_data(end_of(server))
     server.receive_eof()
     termination = server.close()
     assert termination.kind is TerminationKind.CLEAN
@@ -129,8 +143,8 @@ def test_str_of_a_clean_confirmed_client_termination() -> None:
     server.receive_data(client.send_message(b"one"))
     server.receive_data(client.send_message(b"two"))
     client.receive_data(server.send_message(b"ok"))
-    server.receive_data(client.send_end())
-    client.receive_data(server.send_end())
+    server.receive_data(end_of(client))
+    client.receive_data(end_of(server))
     assert str(client.close()) == (
         "CLEAN (begun by this side): sent 2 messages, received 1 message, "
         "the server confirmed all 2: both ENDs exchanged"
@@ -252,8 +266,8 @@ def test_discards_add_up_and_never_pass_what_was_received(
             server.discard(count)
             total += count
         assert server.messages_discarded == total
-    server.receive_data(client.send_end())
-    [end] = client.receive_data(server.send_end())
+    server.receive_data(end_of(client))
+    [end] = client.receive_data(end_of(server))
     assert end == End(received - total)
 
 

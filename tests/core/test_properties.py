@@ -211,6 +211,9 @@ class _PairMachine(RuleBasedStateMachine):
         # application received.
         delivered = len(side.received) - side.discarded
         frame = self._call(proto, kind, data, grace, reason)
+        if kind is FrameKind.END:
+            # Putting the frame on the model's wire is its write.
+            proto.end_written()
         side.view[role] = TRANSITIONS[role][side.view[role]][kind]
         event: Event | None = None
         if kind is FrameKind.MESSAGE:
@@ -383,8 +386,9 @@ class _PairMachine(RuleBasedStateMachine):
 
     def close(self, role: Role) -> None:
         side = self.sides[role]
+        decided = side.closed is not None
         termination = self.protos[role].close()
-        if side.closed is not None:
+        if decided:
             assert termination is side.closed
             return
         self._check_termination(role, termination)
@@ -437,6 +441,22 @@ class _PairMachine(RuleBasedStateMachine):
             assert proto.our_state is side.view[role]
             assert proto.their_state is side.view[role.peer]
             assert proto.our_state in TRANSITIONS[role]
+
+    @invariant()
+    def the_termination_is_built_when_decided(self) -> None:
+        """Once a side's ending is decided its report exists at once (not at
+        the release), says what the model expects, and never changes."""
+        for role, proto in self.protos.items():
+            side, termination = self.sides[role], proto.termination
+            assert proto.decided is (termination is not None)
+            assert proto.may_release is proto.decided
+            if termination is None:
+                assert side.closed is None
+            elif side.closed is None:
+                self._check_termination(role, termination)
+                side.closed = termination
+            else:
+                assert termination is side.closed
 
     @invariant()
     def causes_are_the_first_recorded(self) -> None:

@@ -253,6 +253,13 @@ def test_a_received_frame_follows_the_table(
 # ------------------------------------------------------------------ helpers
 
 
+def end_of(proto: Protocol) -> bytes:
+    """``proto``'s END as an I/O layer sends it: produced, then written."""
+    frame = proto.send_end()
+    proto.end_written()
+    return frame
+
+
 def connected(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
 ) -> tuple[Protocol, Protocol]:
@@ -303,9 +310,9 @@ def test_a_second_shutdown_is_refused_both_ways() -> None:
 @pytest.mark.parametrize("role", list(Role))
 def test_no_message_after_this_sides_end(role: Role) -> None:
     client, server = connected()
-    server.receive_data(client.send_end())
+    server.receive_data(end_of(client))
     if role is SERVER:
-        client.receive_data(server.send_end())
+        client.receive_data(end_of(server))
     proto = client if role is CLIENT else server
     with pytest.raises(LocalProtocolError, match="cannot send message after END"):
         proto.send_message(b"late")
@@ -315,8 +322,8 @@ def test_no_message_after_this_sides_end(role: Role) -> None:
 @pytest.mark.parametrize("role", list(Role))
 def test_no_message_accepted_after_the_peers_end(role: Role) -> None:
     client, server = connected()
-    server.receive_data(client.send_end())
-    client.receive_data(server.send_end())
+    server.receive_data(end_of(client))
+    client.receive_data(end_of(server))
     receiver = server if role is CLIENT else client  # the peer of the sender
     late = encode_message_header(4) + b"late"
     with pytest.raises(ProtocolError, match=f"the {role.value} sent MESSAGE after"):
@@ -371,7 +378,7 @@ def test_the_server_end_counts_messages_received_minus_discarded() -> None:
     client, server = connected()
     for i in range(5):
         server.receive_data(client.send_message(b"%d" % i))
-    server.receive_data(client.send_end())
+    server.receive_data(end_of(client))
     server.discard(2)
     end = server.send_end()
     assert end == encode_end(3)
@@ -391,8 +398,8 @@ def test_the_server_end_counts_messages_received_minus_discarded() -> None:
 def test_the_client_is_confirmed_when_the_server_delivered_everything() -> None:
     client, server = connected()
     converse(client, server, 3)
-    server.receive_data(client.send_end())
-    assert client.receive_data(server.send_end()) == [End(3)]
+    server.receive_data(end_of(client))
+    assert client.receive_data(end_of(server)) == [End(3)]
     termination = client.close()
     assert termination.confirmed is True
     assert termination.acknowledged == 3
@@ -413,8 +420,8 @@ def test_confirmed_is_none_where_no_end_came() -> None:
 def test_confirmed_is_none_on_a_server() -> None:
     client, server = connected()
     converse(client, server, 1)
-    server.receive_data(client.send_end())
-    client.receive_data(server.send_end())
+    server.receive_data(end_of(client))
+    client.receive_data(end_of(server))
     assert server.close().confirmed is None
     assert server.termination is not None
     assert server.termination.acknowledged is None
@@ -491,9 +498,9 @@ def test_eof_before_the_peers_end_is_a_truncation(received: bytes, detail: str) 
 def test_eof_after_the_peers_end_is_clean() -> None:
     client, server = connected()
     converse(client, server, 2)
-    server.receive_data(client.send_end())
+    server.receive_data(end_of(client))
     server.receive_eof()  # the client's FIN after its END: nothing to say
-    client.receive_data(server.send_end())
+    client.receive_data(end_of(server))
     client.receive_eof()
     assert client.close().kind is TerminationKind.CLEAN
     assert server.close().kind is TerminationKind.CLEAN
@@ -509,7 +516,7 @@ def test_eof_is_reported_once() -> None:
 
 def test_data_after_eof_is_a_protocol_error() -> None:
     client, server = connected()
-    server.receive_data(client.send_end())
+    server.receive_data(end_of(client))
     server.receive_eof()
     with pytest.raises(ProtocolError, match="data after the transport's EOF"):
         server.receive_data(b"\x01")
@@ -521,8 +528,8 @@ def test_data_after_eof_is_a_protocol_error() -> None:
 def test_clean_initiated_by_the_client() -> None:
     client, server = connected()
     converse(client, server, 2)
-    server.receive_data(client.send_end())
-    client.receive_data(server.send_end())
+    server.receive_data(end_of(client))
+    client.receive_data(end_of(server))
     assert client.finished
     assert server.finished
     c, s = client.close(), server.close()
@@ -544,8 +551,8 @@ def test_clean_initiated_by_the_server_with_shutdown() -> None:
     assert client.shutdown_request == ShutdownRequest(math.inf, "deploy")
     # The server keeps answering while the client finishes.
     converse(client, server, 1)
-    assert server.receive_data(client.send_end()) == [End(None)]
-    assert client.receive_data(server.send_end()) == [End(2)]
+    assert server.receive_data(end_of(client)) == [End(None)]
+    assert client.receive_data(end_of(server)) == [End(2)]
     c, s = client.close(), server.close()
     assert (c.kind, c.initiator) == (TerminationKind.CLEAN, Initiator.PEER)
     assert (s.kind, s.initiator) == (TerminationKind.CLEAN, Initiator.LOCAL)
@@ -556,7 +563,7 @@ def test_clean_when_the_clients_end_crosses_the_shutdown() -> None:
     client, server = connected()
     converse(client, server, 1)
     # Both are on the wire at once; neither has seen the other's yet.
-    client_end = client.send_end()
+    client_end = end_of(client)
     shutdown = server.send_shutdown(10.0, "bye")
     # The client, already DONE, takes the SHUTDOWN and reads on.
     assert client.receive_data(shutdown + server.send_message(b"late answer")) == [
@@ -564,7 +571,7 @@ def test_clean_when_the_clients_end_crosses_the_shutdown() -> None:
         Message(b"late answer"),
     ]
     assert server.receive_data(client_end) == [End(None)]
-    assert client.receive_data(server.send_end()) == [End(1)]
+    assert client.receive_data(end_of(server)) == [End(1)]
     c, s = client.close(), server.close()
     assert c.kind is s.kind is TerminationKind.CLEAN
     # Each side started the handshake before it saw the other's frame.
@@ -617,7 +624,7 @@ def test_truncated_locally_by_closing_before_the_handshake_completes(
 
 def test_truncated_locally_by_closing_after_only_the_clients_end() -> None:
     client, server = connected()
-    server.receive_data(client.send_end())
+    server.receive_data(end_of(client))
     t = server.close()  # a server closing without its END: the client will know
     assert (t.kind, t.initiator) == (TerminationKind.TRUNCATED, Initiator.LOCAL)
 
@@ -727,13 +734,26 @@ def test_data_after_the_connection_ended_is_ignored() -> None:
 def test_a_cause_after_both_ends_leaves_the_connection_clean(cause: str) -> None:
     client, server = connected()
     converse(client, server, 1)
-    server.receive_data(client.send_end())
-    client.receive_data(server.send_end())
+    server.receive_data(end_of(client))
+    client.receive_data(end_of(server))
     CAUSES[cause][0](client)
     CAUSES[cause][0](server)
     assert client.cause is None
     assert client.close().kind is TerminationKind.CLEAN
     assert server.close().kind is TerminationKind.CLEAN
+
+
+@pytest.mark.parametrize("cause", ["abort", "timeout", "reset", "broken"])
+def test_a_cause_before_our_end_is_written_counts(cause: str) -> None:
+    # Both ENDs were produced, but the server's is still queued: the cause
+    # destroys it on its way to the client, so the ending is not CLEAN.
+    client, server = connected()
+    converse(client, server, 1)
+    server.receive_data(end_of(client))
+    client.receive_data(server.send_end())
+    CAUSES[cause][0](server)
+    assert server.cause is not None
+    assert server.close().kind is not TerminationKind.CLEAN
 
 
 def test_close_is_idempotent_and_final() -> None:
@@ -908,7 +928,7 @@ def test_state_properties_follow_the_handshake() -> None:
     assert flags(client) == {"handshake_complete", "can_send", "may_send_end"}
     # The server never ends first: no END before the client's.
     assert flags(server) == {"handshake_complete", "can_send"}
-    server.receive_data(client.send_end())
+    server.receive_data(end_of(client))
     assert flags(client) == {"handshake_complete", "end_sent"}
     assert flags(server) == {
         "handshake_complete",
@@ -916,6 +936,6 @@ def test_state_properties_follow_the_handshake() -> None:
         "may_send_end",
         "end_received",
     }
-    client.receive_data(server.send_end())
+    client.receive_data(end_of(server))
     done = {"handshake_complete", "end_sent", "end_received", "finished"}
     assert flags(client) == flags(server) == done

@@ -15,16 +15,25 @@ Actions
   the model lets it *try* whenever every request is answered, and the core
   must refuse before the client's END has arrived);
 * either side aborts (its transport resets: bytes in flight both ways are
-  lost, the peer sees a reset), and the server's grace period expires after
-  SHUTDOWN (the server aborts, ``TIMED_OUT``);
+  lost, the peer sees a reset; once its ending is decided, its END out, it
+  closes without a reset instead, as ``Connection.abort`` does), and the
+  server's grace period expires after SHUTDOWN (the server aborts,
+  ``TIMED_OUT``);
+* with ``closes=True``, either application closes in one step
+  (``aclose``): END if its core allows it, FIN, then it waits only for the
+  peer's EOF, discarding and counting what arrives; it may close a second
+  time (a concurrent or repeated close, which must change nothing), and its
+  linger may expire (a fair time-out: it releases its transport);
 * the network delivers the next chunk of a channel: one byte of a frame, its
   header and one byte of payload, the rest of a frame, everything queued, or
   everything but its last byte, so that frames arrive split in all the ways
   the decoder distinguishes; then the transport's EOF or reset, in order.
 
-A side releases its transport once both ENDs are exchanged and the peer's EOF
-has arrived (a clean end), after a truncation (the peer then sees EOF), after
-a protocol error (the peer then sees a reset) and after an abort or a reset.
+A side releases its transport when its core says it may
+(:attr:`adieu.Protocol.may_release`: the ending is decided, by both ENDs
+exchanged and both FINs, by a recorded cause, or by the peer's EOF while it
+closes in one step), after a truncation (the peer then sees EOF), after a protocol
+error (the peer then sees a reset) and after an abort or a reset.
 
 States are compared by their canonical content (both cores' fields, the
 channels, the applications' records), so an ordering that leads to a state
@@ -36,10 +45,16 @@ Invariants
 Checked in every reachable state (see :meth:`ConnectionModel.check`):
 
 ``lost reply``
-    A client that ends ``CLEAN`` got a reply to every request.
+    A client that ends ``CLEAN`` and discarded nothing got a reply to every
+    request.
 ``lost message``
     Every message either side sent reached the other's application, or the
-    sender's or the receiver's termination is not ``CLEAN``.
+    sender's or the receiver's termination is not ``CLEAN``, or counts it as
+    discarded.
+``server CLEAN, END unheard``
+    The server ends ``CLEAN`` only if the client received the server's END,
+    unless the client's own report says it gave up (initiator ``LOCAL``, not
+    ``CLEAN``: it aborted, or closed before the END came).
 ``unconfirmed``
     A client that ends ``CLEAN`` has ``confirmed`` set: the server's END
     counted every client message.
@@ -100,6 +115,7 @@ import adieu
 from adieu import (
     ConnectionTruncated,
     End,
+    Initiator,
     LocalProtocolError,
     Message,
     ProtocolError,
@@ -367,8 +383,22 @@ class HalfCloseEndpoint:
         return self._eof
 
     @property
+    def settled(self) -> bool:
+        return self.finished
+
+    @property
+    def may_release(self) -> bool:
+        return self.finished and self._eof
+
+    @property
     def messages_sent(self) -> int:
         return self._sent
+
+    def end_written(self) -> None:
+        """(Its END and FIN are one step.)"""
+
+    def eof_sent(self) -> None:
+        """(Likewise.)"""
 
     def preamble(self) -> bytes:
         return encode_preamble(self.role)
@@ -460,6 +490,13 @@ class HalfCloseEndpoint:
 # ---------------------------------------------------------------- the model
 
 
+def _end_and_fin_written(side: Any) -> None:
+    """The model writes a side's END and its FIN in one step: tell its core
+    both, as the Connection does once the END's write returns."""
+    side.end_written()
+    side.eof_sent()
+
+
 @dataclasses.dataclass(frozen=True)
 class ClientApp:
     """What the client's application did and saw."""
@@ -469,6 +506,8 @@ class ClientApp:
     shutdown_seen: bool = False
     ended: bool = False
     got_end: bool = False
+    closing: bool = False
+    closes: int = 0
 
     def replies(self) -> list[int]:
         return [int(m[1:]) for m in self.received if m[:1] == b"r"]
@@ -491,6 +530,8 @@ class ServerApp:
     shutdown_sent: bool = False
     ended: bool = False
     late: tuple[int, ...] = ()
+    closing: bool = False
+    closes: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -631,6 +672,9 @@ class ConnectionModel:
             frames (:class:`RawPeer`), at most one of which breaks a rule.
         fine_chunks: deliver frames split at every point the decoder
             distinguishes (otherwise only whole frames and everything queued).
+        closes: let either application also close in one step (``aclose``),
+            twice (a concurrent or repeated close), with a linger that may
+            expire.
     """
 
     def __init__(
@@ -641,19 +685,22 @@ class ConnectionModel:
         aborts: bool = True,
         misbehaving: Role | None = None,
         fine_chunks: bool = True,
+        closes: bool = False,
     ) -> None:
         self.requests = requests
         self.symmetric = symmetric
         self.aborts = aborts
         self.misbehaving = misbehaving
         self.fine_chunks = fine_chunks
+        self.closes = closes and not symmetric
         self.liveness = misbehaving is None
 
     def __str__(self) -> str:
         name = "symmetric half-close" if self.symmetric else "adieu core"
         if self.misbehaving is not None:
             name += f", misbehaving {self.misbehaving.value}"
-        return f"{name}, {self.requests} requests, aborts={self.aborts}"
+        text = f"{name}, {self.requests} requests, aborts={self.aborts}"
+        return text + (", closes" if self.closes else "")
 
     def _endpoint(self, role: Role) -> Any:
         if self.symmetric:
@@ -696,7 +743,10 @@ class ConnectionModel:
         )
 
     def undisturbed(self, s: State) -> bool:
-        """Nothing went wrong yet: no abort, no timeout, no reset."""
+        """Nothing went wrong yet: no abort, no timeout, no reset, and no
+        side closing in one step (which gives up waiting for the peer)."""
+        if s.capp.closing or s.sapp.closing:
+            return False
         for side in (s.client, s.server):
             if side.cause is not None:
                 return False
@@ -748,18 +798,21 @@ class ConnectionModel:
             except LocalProtocolError as exc:
                 t.note("core refused a legal send", f"client END: {exc}")
             else:
+                _end_and_fin_written(t.mutable(Role.CLIENT))
                 t.c2s = t.c2s.write(Frame("end", "END", frame, End(None))).eof()
                 if app.got_end:
                     detail = "it took the server's END as final"
             t.capp = dataclasses.replace(app, ended=True)
             self._settle(t)
             yield ("client", "sends END", detail), t, PROGRESS
+        if self.closes:
+            yield from self._close_now(s, Role.CLIENT)
         if self.aborts:
             yield self._abort(s, Role.CLIENT, timed_out=False)
 
     def _server_actions(self, s: State) -> Iterator[tuple[Step, State, str]]:
         app = s.sapp
-        if app.answered < len(app.requests) and not app.ended:
+        if app.answered < len(app.requests) and not app.ended and not app.closing:
             t = s.copy()
             k = app.requests[app.answered]
             data = b"r%d" % k
@@ -811,6 +864,7 @@ class ConnectionModel:
                         "the server's END was accepted before the client's END arrived",
                     )
                 count = None if self.symmetric else len(app.requests)
+                _end_and_fin_written(t.mutable(Role.SERVER))
                 t.s2c = t.s2c.write(
                     Frame("end", "END", frame, End(count), ends_first=first)
                 ).eof()
@@ -824,16 +878,61 @@ class ConnectionModel:
                 yield ("server", "sends END", detail), t, PROGRESS
         if not self.symmetric and app.shutdown_sent:
             yield self._abort(s, Role.SERVER, timed_out=True)
+        if self.closes and app.answered == len(app.requests):
+            # (The server's application answers every request it took, as
+            # everywhere in this model; what arrives later is discarded.)
+            yield from self._close_now(s, Role.SERVER)
         if self.aborts:
             yield self._abort(s, Role.SERVER, timed_out=False)
+
+    def _close_now(self, s: State, role: Role) -> Iterator[tuple[Step, State, str]]:
+        """``role``'s application closes in one step (``aclose``): its END
+        if it may send one, then its FIN; then it only waits, for a bounded
+        linger, for the peer's EOF. A second call (a concurrent or repeated
+        close) must change nothing but the count of calls; the linger's
+        expiry is a fair time-out."""
+        app = s.capp if role is Role.CLIENT else s.sapp
+        if app.closes >= 2:
+            return
+        t = s.copy()
+        side = t.mutable(role)
+        side.begin_close(now=True)
+        detail = "again: nothing changes" if app.closing else "then lingers for EOF"
+        if not app.closing:
+            out = t.outbound(role)
+            if side.may_send_end:
+                frame = side.send_end()
+                side.end_written()
+                count = None if role is Role.CLIENT else len(t.sapp.requests)
+                out = out.write(Frame("end", "END", frame, End(count)))
+                detail = "END, " + detail
+            if not side.eof_out:  # the model writes END and FIN together
+                side.eof_sent()
+                out = out.eof()
+            t.set_outbound(role, out)
+        new = dataclasses.replace(app, closing=True, ended=True, closes=app.closes + 1)
+        if role is Role.CLIENT:
+            t.capp = new  # type: ignore[assignment]
+        else:
+            t.sapp = new  # type: ignore[assignment]
+        self._settle(t)
+        yield (role.value, "closes now", detail), t, PROGRESS
+        if app.closing and _open(s.side(role)):
+            t = s.copy()
+            self._release(t, role, outbound=None)
+            kind = t.side(role).termination.kind.name
+            yield (role.value, "linger expires", f"closes: {kind}"), t, TIMEOUT
 
     def _abort(
         self, s: State, role: Role, *, timed_out: bool
     ) -> tuple[Step, State, str]:
         t = s.copy()
         side = t.mutable(role)
+        quiet = self._quiet_abort(side)
         side.abort(timed_out=timed_out)
-        self._release(t, role, outbound=RST)
+        # Once the ending is decided (our END is out), nothing can be lost:
+        # the connection closes without a reset, as Connection.abort does.
+        self._release(t, role, outbound=None if quiet else RST)
         kind = side.termination.kind.name
         if timed_out:
             step = (role.value, "grace period expires", f"aborts: {kind}")
@@ -843,6 +942,12 @@ class ConnectionModel:
             t,
             ABORT,
         )
+
+    def _quiet_abort(self, side: Any) -> bool:
+        """Whether an abort closes without a reset: once the core says the
+        ending is settled (both ENDs exchanged, ours written), as
+        ``Connection.abort`` does."""
+        return not self.symmetric and bool(side.settled)
 
     def _release(self, t: State, role: Role, *, outbound: str | None) -> None:
         """``role``'s side releases its transport: its input vanishes; its
@@ -864,7 +969,7 @@ class ConnectionModel:
         """Release a side whose terminal handshake is complete."""
         for role in Role:
             side = t.side(role)
-            if _open(side) and side.finished and side.eof_received:
+            if _open(side) and side.may_release:
                 self._release(t, role, outbound=None)
 
     # ------------------------------------------------------ the misbehaving peer
@@ -1083,6 +1188,10 @@ class ConnectionModel:
                 break
             legal.append(frame)
         expected = [f.expect for f in legal if f.expect is not None]
+        if (t.capp if to is Role.CLIENT else t.sapp).closing:
+            # Its application is closing: the core discards and counts the
+            # messages instead of delivering them.
+            expected = [e for e in expected if type(e) is not Message]
         if error is None and len(legal) == len(done) and events != expected:
             t.note("decoded as sent", f"{what}: got {events}, sent {expected}")
         if error is not None and events != expected:
@@ -1113,6 +1222,8 @@ class ConnectionModel:
     def _client_events(self, t: State, events: Sequence[Any], notes: list[str]) -> None:
         app = t.capp
         for event in events:
+            # (While the application closes, the core discards and counts
+            # messages itself: none arrive here.)
             if type(event) is Message:
                 app = dataclasses.replace(app, received=(*app.received, event.data))
             elif type(event) is ShutdownRequest:
@@ -1181,7 +1292,7 @@ class ConnectionModel:
         cterm = s.client.termination
         sterm = s.server.termination
         replies = s.capp.replies()
-        if cterm is not None and cterm.clean:
+        if cterm is not None and cterm.clean and not cterm.messages_discarded:
             missing = sorted(set(range(1, s.capp.sent + 1)) - set(replies))
             if missing:
                 problems.append(
@@ -1198,7 +1309,29 @@ class ConnectionModel:
                         f"the client ended CLEAN with confirmed={cterm.confirmed}",
                     )
                 )
-        if cterm is not None and sterm is not None and cterm.clean and sterm.clean:
+        if (
+            sterm is not None
+            and sterm.clean
+            and not s.capp.got_end
+            and (cterm is None or cterm.clean or cterm.initiator is not Initiator.LOCAL)
+            and (cterm is not None or not _open(s.client) or s.s2c.dead)
+        ):
+            problems.append(
+                (
+                    "server CLEAN, END unheard",
+                    "the server ended CLEAN, and the client never received its "
+                    f"END without having given up itself (client: "
+                    f"{cterm.kind.name if cterm else 'open'})",
+                )
+            )
+        if (
+            cterm is not None
+            and sterm is not None
+            and cterm.clean
+            and sterm.clean
+            and not cterm.messages_discarded
+            and not sterm.messages_discarded
+        ):
             if s.client.messages_sent != len(s.sapp.requests):
                 problems.append(
                     (

@@ -169,3 +169,56 @@ def test_an_abort_loses_the_bytes_in_flight() -> None:
     assert aborted[0].c2s.items == (RST,)
     assert aborted[0].s2c.dead
     assert aborted[0].client.termination.kind is TerminationKind.ABORTED
+
+
+def _closed_twice(s: State) -> bool:
+    return s.capp.closes == 2 or s.sapp.closes == 2
+
+
+def _linger_expired_clean_server(s: State) -> bool:
+    """The client closed in one step and gave up before the server's END;
+    the server, which cannot know, ended CLEAN."""
+    cterm, sterm = s.client.termination, s.server.termination
+    return (
+        s.capp.closing
+        and cterm is not None
+        and cterm.kind is TerminationKind.TRUNCATED
+        and sterm is not None
+        and sterm.clean
+    )
+
+
+def _both_clean_after_a_close_now(s: State) -> bool:
+    return (s.capp.closing or s.sapp.closing) and LIFECYCLE.is_clean_end(s)
+
+
+#: The lifecycle: EOFs, aborts, and closes in one step (``aclose``), each
+#: side's possibly twice (a concurrent or repeated close), with a linger
+#: that may expire. Two requests and whole frames only, to stay quick.
+LIFECYCLE = ConnectionModel(requests=2, closes=True, fine_chunks=False)
+
+LIFECYCLE_TARGETS = {
+    "a second close": _closed_twice,
+    "a close now, both CLEAN": _both_clean_after_a_close_now,
+    "the client gave up, the server CLEAN": _linger_expired_clean_server,
+}
+
+
+def test_closes_eofs_and_aborts_break_no_invariant() -> None:
+    result = explore(LIFECYCLE, targets=LIFECYCLE_TARGETS)
+    print(f"\n{result.summary()}")
+    assert result.violations == {}, _report(result)
+    assert sorted(set(LIFECYCLE_TARGETS) - set(result.found)) == []
+
+
+def test_the_checker_catches_a_reset_after_the_end_is_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A connection that resets even once its END is out destroys that END
+    # on the wire, while its report (decided: CLEAN) says nothing was lost.
+    monkeypatch.setattr(ConnectionModel, "_quiet_abort", lambda self, side: False)
+    result = explore(ConnectionModel(requests=1))
+    violation = result.violations["server CLEAN, END unheard"]
+    steps = [(actor, action) for actor, action, _ in violation.trace]
+    assert ("server", "aborts") in steps
+    assert steps[-1] == ("client", "receives a reset")
