@@ -393,6 +393,14 @@ def throughput(
                     process_cpu_seconds(server_pid),
                     time.thread_time(),
                 )
+            if measuring and not stopping and now >= end_at and counted == 0:
+                # A client starved of its core (a loaded machine, the smoke
+                # run's short windows) may reach the end before a single
+                # reply: measure on until one arrives, so that a rate is
+                # never 0 by accident; give up after the usual bound.
+                if now > warm_at + duration + _BLOCKING_TIMEOUT:
+                    raise TimeoutError(f"{framing.name}: no reply in the run")
+                end_at = now + 0.001
             if measuring and not stopping and now >= end_at:
                 stopping = True
                 t1, cpu1, ccpu1 = (
