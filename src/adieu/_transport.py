@@ -367,7 +367,18 @@ class TransportStream(trio.abc.HalfCloseableStream):
                 await trio.lowlevel.checkpoint()
                 return
             self._eof_sent = True
-            await self.stream.send_eof()
+            raw = self._raw
+            if raw is None:
+                await self.stream.send_eof()
+                return
+            # A plain socket, driven directly (what trio.SocketStream.send_eof
+            # does, without its layers): a server's shutdown half-closes
+            # thousands of connections.
+            await trio.lowlevel.checkpoint()
+            try:
+                raw.shutdown(stdlib_socket.SHUT_WR)
+            except OSError as exc:
+                raise _stream_error(exc) from exc
 
     def abort(self) -> None:
         """Close at once, discarding data in both directions.
