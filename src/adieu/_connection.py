@@ -1070,7 +1070,7 @@ class Connection:
             self._set_released()
         self._fail_waiting_writers()
 
-    def reset_transport(self) -> None:
+    def reset_transport(self) -> int | None:
         """The wire half of an abort, done ahead of the rest by a server's
         cut so that every reset leaves in one tight loop: reset the transport
         now unless the abort would close it quietly. The termination is
@@ -1078,10 +1078,16 @@ class Connection:
         reset: :meth:`TransportStream.abort` is idempotent). Synchronous;
         never raises.
 
+        Returns:
+            As :meth:`TransportStream.abort_untold`: a descriptor the caller
+            must pass to :func:`trio.lowlevel.notify_closing` before its
+            next checkpoint, or ``None``.
+
         :meta private:
         """
         if not self._released and not self._proto.settled:
-            self._transport.abort()
+            return self._transport.abort_untold()
+        return None
 
     def _fail_waiting_writers(self) -> None:
         self._outbox.clear()

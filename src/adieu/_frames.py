@@ -20,8 +20,10 @@ All integers are unsigned, big-endian.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
+from typing import Final
 
 from ._errors import MessageTooLarge, ProtocolError
 from ._state import Role
@@ -112,6 +114,18 @@ def encode_shutdown(grace_period: float, reason: str | None) -> bytes:
         grace_ms = _GRACE_UNBOUNDED
     else:
         grace_ms = min(math.ceil(grace_period * 1000), _GRACE_UNBOUNDED - 1)
+    return _shutdown_frame(grace_ms, reason)
+
+
+#: Distinct (grace in ms, reason) SHUTDOWN frames kept. A server's shutdown
+#: tells thousands of connections the same reason and, within a millisecond,
+#: the same grace: the frame is encoded once per millisecond of the broadcast
+#: rather than once per connection. 64 frames of at most 264 bytes each.
+_SHUTDOWN_FRAMES_KEPT: Final = 64
+
+
+@functools.lru_cache(maxsize=_SHUTDOWN_FRAMES_KEPT)
+def _shutdown_frame(grace_ms: int, reason: str | None) -> bytes:
     reason_bytes = b"" if reason is None else reason.encode("utf-8")
     if len(reason_bytes) > MAX_REASON_BYTES:
         raise ValueError(

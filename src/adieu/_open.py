@@ -106,7 +106,12 @@ async def running(conn: Connection) -> AsyncIterator[Connection]:
             try:
                 await conn.end_block(None)
             finally:
-                nursery.cancel_scope.cancel()
+                # Only if a task is left (a parked outbox flusher, a reader
+                # still reading): a cancel costs Trio a report of who
+                # cancelled, and after a graceful close the reader is
+                # usually done already.
+                if nursery.child_tasks:
+                    nursery.cancel_scope.cancel()
     finally:
         if conn.termination is None:
             conn.abort_with("the connection's block ended")

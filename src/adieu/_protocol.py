@@ -158,6 +158,9 @@ class Protocol:
                 f"max_message_size must be between 0 and {MAX_MESSAGE_SIZE_LIMIT}"
             )
         self.role = role
+        # Read on every state check (end_received, handshake_complete, ...):
+        # kept rather than derived from the role each time.
+        self._peer = role.peer
         self.max_message_size = max_message_size
         self._states = {
             Role.CLIENT: SideState.PREAMBLE,
@@ -196,12 +199,12 @@ class Protocol:
     @property
     def their_state(self) -> SideState:
         """The peer's state, as far as its frames have arrived."""
-        return self._states[self.role.peer]
+        return self._states[self._peer]
 
     @property
     def handshake_complete(self) -> bool:
         """``True`` once the peer's preamble has arrived and was valid."""
-        return self.their_state is not SideState.PREAMBLE
+        return self._states[self._peer] is not SideState.PREAMBLE
 
     @property
     def can_send(self) -> bool:
@@ -224,12 +227,12 @@ class Protocol:
     @property
     def end_sent(self) -> bool:
         """``True`` once this side has sent END."""
-        return self.our_state is SideState.DONE
+        return self._states[self.role] is SideState.DONE
 
     @property
     def end_received(self) -> bool:
         """``True`` once the peer's END has arrived."""
-        return self.their_state is SideState.DONE
+        return self._states[self._peer] is SideState.DONE
 
     @property
     def may_send_end(self) -> bool:
@@ -241,7 +244,10 @@ class Protocol:
     def finished(self) -> bool:
         """``True`` when both ENDs have been exchanged: the terminal
         handshake is complete and the transport can be released cleanly."""
-        return self.end_sent and self.end_received
+        states = self._states
+        return (
+            states[self.role] is SideState.DONE and states[self._peer] is SideState.DONE
+        )
 
     @property
     def cause(self) -> TerminationKind | None:

@@ -715,12 +715,18 @@ class Server:
             self._watch = None
         collecting = gc.isenabled()
         gc.disable()
+        # Descriptors closed under a waiting reader or writer: Trio is told
+        # (and the task woken) only once the report is built. No checkpoint
+        # comes in between, which is what Trio asks of a late notice.
+        untold: list[int] = []
         try:
             # The wire first: every reset leaves in one tight loop, before
             # any bookkeeping, so the last peer is cut as early as it can be.
             entries = [e for e in self._entries if e.conn.termination is None]
             for entry in entries:
-                entry.conn.reset_transport()
+                fd = entry.conn.reset_transport()
+                if fd is not None:
+                    untold.append(fd)
             now = trio.current_time()
             for entry in entries:
                 conn = entry.conn
@@ -732,9 +738,12 @@ class Server:
                 else:
                     conn.abort_with(_ABORT_DETAIL)
             self._build_report()
+        finally:
+            notify_closing = trio.lowlevel.notify_closing
+            for fd in untold:
+                notify_closing(fd)
             for entry in self._entries:
                 entry.scope.cancel()
-        finally:
             if collecting:
                 gc.enable()
 

@@ -367,7 +367,18 @@ class TransportStream(trio.abc.HalfCloseableStream):
                 await trio.lowlevel.checkpoint()
                 return
             self._eof_sent = True
-            await self.stream.send_eof()
+            raw = self._raw
+            if raw is None:
+                await self.stream.send_eof()
+                return
+            # A plain socket, driven directly (what trio.SocketStream.send_eof
+            # does, without its layers): a server's shutdown half-closes
+            # thousands of connections.
+            await trio.lowlevel.checkpoint()
+            try:
+                raw.shutdown(stdlib_socket.SHUT_WR)
+            except OSError as exc:
+                raise _stream_error(exc) from exc
 
     def abort(self) -> None:
         """Close at once, discarding data in both directions.
@@ -386,34 +397,61 @@ class TransportStream(trio.abc.HalfCloseableStream):
         when a task of this stream may be waiting, which saves a system call
         per connection in a server's cut of thousands).
         """
+        fd = self.abort_untold()
+        if fd is not None:
+            trio.lowlevel.notify_closing(fd)
+
+    def abort_untold(self) -> int | None:
+        """:meth:`abort`, without telling Trio yet that a descriptor a task
+        of this stream waits on was closed.
+
+        Returns:
+            That descriptor's number, or ``None`` if no task of this stream
+            can be waiting on it (or the stream is not a plain socket: then
+            :meth:`abort` was done whole). The caller must pass the number
+            to :func:`trio.lowlevel.notify_closing` before its next
+            checkpoint (Trio allows the notice after the close when no
+            checkpoint comes between them), even if something raises in
+            between; until then the waiting task is not woken.
+
+        Why: a server's cut resets thousands of connections in one pass
+        and builds its report before waking anything. Trio's notice (an
+        ``epoll_ctl`` and a wake-up) took about 7 us of the 19 us a reset
+        cost per connection in a cut of 10,000, and the tasks it wakes can
+        only run after the pass anyway.
+
+        Synchronous, never blocks, idempotent; never raises.
+
+        :meta private:
+        """
         if self._closed and self.socket is None:
-            return
+            return None
         self._closed = True
         raw = self._raw
         if raw is not None:
+            # (A plain try/except, not contextlib.suppress: a server's cut
+            # runs this for thousands of connections in one pass.)
             fd = raw.fileno()
             if fd < 0:
-                return
-            with contextlib.suppress(OSError):
+                return None
+            try:  # noqa: SIM105 (cheaper than contextlib.suppress, see above)
                 raw.setsockopt(
                     stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, LINGER_RST
                 )
-            if (
+            except OSError:
+                pass
+            # Only this stream's receive, its send and aclose()'s linger wait
+            # on the descriptor (it drives the socket itself). When none of
+            # them is waiting, Trio keeps no registration for it, so the
+            # close needs no notice: the cut of thousands of idle
+            # connections saves Trio's epoll_ctl for each of them.
+            waited_on = (
                 self._receive_conflict.held
                 or self._send_conflict.held
                 or self._lingering
-            ):
-                # A task of this stream may be waiting on the descriptor:
-                # Trio must wake it before the descriptor is closed.
-                trio.lowlevel.notify_closing(raw)
-            # Otherwise no task waits on it (this stream drives the socket
-            # itself, and only its receive, its send and aclose()'s linger
-            # wait on it): Trio keeps
-            # no registration for a descriptor nobody waits on, so the
-            # close needs no notice, and the cut of thousands of
-            # connections saves Trio's epoll_ctl for each of them.
+            )
             os.close(raw.detach())
-            return
+            return fd if waited_on else None
         sock = self.socket
         if sock is not None:
             if sock.fileno() >= 0:
@@ -421,9 +459,10 @@ class TransportStream(trio.abc.HalfCloseableStream):
                     sock.setsockopt(
                         stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, LINGER_RST
                     )
-                sock.close()
-            return
+                sock.close()  # Trio's socket tells Trio itself
+            return None
         _close_sync(self.stream)
+        return None
 
     async def aclose(self) -> None:
         """Close without turning into a reset because of unread input.
@@ -579,23 +618,24 @@ def _close_sync(stream: Any) -> None:
 
 class _ConflictDetector:
     """Raise :exc:`trio.BusyResourceError` on overlapping use, as Trio's own
-    streams do (the conformance suite checks it)."""
+    streams do (the conformance suite checks it).
 
-    __slots__ = ("_held", "_message")
+    Attributes:
+        held: ``True`` while a task is inside the guarded operation (a
+            plain attribute, not a property: read on every send and in a
+            server's cut of thousands of connections).
+    """
+
+    __slots__ = ("_message", "held")
 
     def __init__(self, message: str) -> None:
         self._message = message
-        self._held = False
+        self.held = False
 
     def __enter__(self) -> None:
-        if self._held:
+        if self.held:
             raise trio.BusyResourceError(self._message)
-        self._held = True
+        self.held = True
 
     def __exit__(self, *exc_info: object) -> None:
-        self._held = False
-
-    @property
-    def held(self) -> bool:
-        """``True`` while a task is inside the guarded operation."""
-        return self._held
+        self.held = False

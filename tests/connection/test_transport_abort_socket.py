@@ -1,7 +1,7 @@
 """``TransportStream.abort()`` on a plain TCP socket: a reset, whether or
 not a task waits on the socket. A task waiting in ``receive_some`` or
 ``send_all`` is woken with :exc:`trio.ClosedResourceError` (Trio is told
-before the descriptor closes); with no task waiting, the descriptor is
+in the same step as the descriptor closes); with no task waiting, the descriptor is
 closed without that notice, and Trio keeps nothing of it: a new socket that
 gets the same descriptor number works as any other."""
 
@@ -71,10 +71,12 @@ async def test_abort_with_no_task_waiting_resets_and_leaves_trio_nothing() -> No
 
 
 async def _abort_wakes(
-    transport: TransportStream, wait: Callable[[], Awaitable[object]]
+    transport: TransportStream,
+    wait: Callable[[], Awaitable[object]],
+    abort: Callable[[], object] | None = None,
 ) -> None:
-    """``transport.abort()`` while a task waits in ``wait()``: that task
-    gets :exc:`trio.ClosedResourceError` at once."""
+    """``transport.abort()`` (or ``abort()``) while a task waits in
+    ``wait()``: that task gets :exc:`trio.ClosedResourceError` at once."""
     woken: list[trio.ClosedResourceError] = []
 
     async def waiting() -> None:
@@ -86,7 +88,7 @@ async def _abort_wakes(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(waiting)
         await trio.testing.wait_all_tasks_blocked()
-        transport.abort()
+        (abort or transport.abort)()
     assert len(woken) == 1
 
 
@@ -134,4 +136,37 @@ async def test_abort_wakes_aclose_waiting_for_the_peers_eof() -> None:
                 transport.abort()
                 await trio.testing.wait_all_tasks_blocked()
                 assert closed.is_set()
+            await _descriptor_is_reusable(fd)
+
+
+async def test_abort_untold_leaves_the_notice_of_a_waited_on_socket_to_the_caller() -> (
+    None
+):
+    """What a server's cut does for thousands of connections: reset now,
+    tell Trio later in the same synchronous step. The task waiting to
+    receive is woken by the caller's notice, as by ``abort()``, and the
+    descriptor is left reusable."""
+    with trio.fail_after(TIMEOUT):
+        async with tcp_pair() as (transport, peer):
+            assert transport.socket is not None
+            fd = transport.socket.fileno()
+
+            def reset_then_tell() -> None:
+                untold = transport.abort_untold()
+                assert untold == fd
+                assert transport.abort_untold() is None  # idempotent
+                trio.lowlevel.notify_closing(untold)
+
+            await _abort_wakes(transport, transport.receive_some, reset_then_tell)
+            await _peer_sees_reset(peer)
+            await _descriptor_is_reusable(fd)
+
+
+async def test_abort_untold_with_no_task_waiting_leaves_nothing_to_tell() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with tcp_pair() as (transport, peer):
+            assert transport.socket is not None
+            fd = transport.socket.fileno()
+            assert transport.abort_untold() is None
+            await _peer_sees_reset(peer)
             await _descriptor_is_reusable(fd)

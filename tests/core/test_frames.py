@@ -193,6 +193,24 @@ def test_shutdown_refuses_a_reason_over_255_utf8_bytes() -> None:
         encode_shutdown(1.0, "é" * 128)
 
 
+def test_a_refused_reason_is_refused_every_time() -> None:
+    # Frames are kept once encoded (a server tells thousands of connections
+    # the same thing); a refusal is not, and nothing is kept for it.
+    for _ in range(2):
+        with pytest.raises(ValueError, match="at most 255 bytes"):
+            encode_shutdown(1.0, "r" * (MAX_REASON_BYTES + 1))
+
+
+def test_a_shutdown_frame_is_encoded_once_per_millisecond_and_reason() -> None:
+    # What a server's broadcast relies on: the grace left, read for each
+    # connection, differs by microseconds; the frame is the same object.
+    first = encode_shutdown(0.9991, "maintenance")
+    assert encode_shutdown(0.9999, "maintenance") is first
+    assert encode_shutdown(1.0, "maintenance") is first
+    assert encode_shutdown(1.0001, "maintenance") != first
+    assert encode_shutdown(1.0, "other") != first
+
+
 # ------------------------------------------------------------------ chunking
 
 #: A server's whole sending life, with every frame type.
