@@ -382,3 +382,14 @@ def test_the_flags_of_the_closing_verbs_are_given_by_name_only() -> None:
         client.transport_broken("cut", OSError())  # type: ignore[call-arg]
     assert not client.closing
     assert decided(client) is None
+
+
+def test_the_peers_eof_is_recorded_once_reported() -> None:
+    client, server = connected()
+    server.receive_data(client.send_end())
+    steps = [server.eof_received]  # END alone is not the transport's EOF
+    server.receive_eof()
+    steps.append(server.eof_received)
+    server.receive_eof()  # idempotent
+    steps += [server.eof_received, client.eof_received]
+    assert steps == [False, True, True, False]
