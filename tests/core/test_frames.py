@@ -353,6 +353,19 @@ def test_the_first_tls_byte_alone_is_refused() -> None:
     assert "TLS" in str(exc)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b"\x00", b"\x05\x01\x00", b"\x15\x03\x03", b"\x17\x03\x03"],
+    ids=["zero", "a SOCKS5 greeting", "a TLS alert", "TLS application data"],
+)
+def test_only_a_handshake_record_is_named_as_tls(data: bytes) -> None:
+    # The hint is for the one byte a TLS client opens with (a handshake
+    # record, 0x16); any other first byte is just not adieu.
+    exc = refusal(FrameDecoder(Role.CLIENT, 64), data)
+    assert "does not speak adieu" in str(exc)
+    assert "TLS" not in str(exc)
+
+
 @pytest.mark.parametrize("version", [0, 2, 255])
 def test_another_protocol_version_is_refused_naming_both(version: int) -> None:
     data = MAGIC + bytes([version]) + b"S"

@@ -320,3 +320,76 @@ def test_can_receive_until_the_peers_end_a_close_or_a_cause() -> None:
     server.abort()
     steps.append(server.can_receive)
     assert steps == [False, True, False, True, False, False]
+
+
+def test_by_default_the_transport_half_closes() -> None:
+    # The default is a transport with an EOF after each END (TCP): both ENDs
+    # are not enough, the ending waits for our FIN and the peer's.
+    client, server = Protocol(Role.CLIENT), Protocol(Role.SERVER)
+    server.receive_data(client.preamble())
+    client.receive_data(server.preamble())
+    server.receive_data(client.send_end())
+    client.end_written()
+    client.receive_data(server.send_end())
+    server.end_written()
+    assert (client.settled, server.settled) == (True, True)
+    assert (decided(client), decided(server)) == (None, None)
+    client.eof_sent()
+    client.receive_eof()
+    termination = decided(client)
+    assert termination is not None
+    assert termination.kind is TerminationKind.CLEAN
+
+
+@pytest.mark.parametrize("discarded", [0, 1])
+def test_the_confirmation_compares_counts_of_any_size(discarded: int) -> None:
+    # Counts past 256 are distinct int objects however equal: the client's
+    # check must compare their values.
+    count = 300
+    client, server = connected()
+    wire = b"".join(client.send_message(b"") for _ in range(count))
+    assert len(server.receive_data(wire)) == count
+    server.receive_data(client.send_end())
+    client.end_written()
+    server.discard(discarded)
+    [end] = client.receive_data(server.send_end())
+    assert end == End(count - discarded)
+    termination = client.close()
+    assert termination.acknowledged == count - discarded
+    assert termination.confirmed is (discarded == 0)
+
+
+def test_closing_is_false_until_a_close_begins() -> None:
+    client, server = connected()
+    assert (client.closing, server.closing) == (False, False)
+    server.abort()  # an abort is not the application closing
+    assert not server.closing
+    client.begin_close()
+    assert client.closing
+
+
+def test_the_flags_of_the_closing_verbs_are_given_by_name_only() -> None:
+    # A bare True must not be read as "now", "timed out" or an error: each
+    # of these changes what the report says.
+    client, _ = connected()
+    with pytest.raises(TypeError):
+        client.begin_close(True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        client.abort(True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        client.connection_reset("reset", OSError())  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        client.transport_broken("cut", OSError())  # type: ignore[call-arg]
+    assert not client.closing
+    assert decided(client) is None
+
+
+def test_the_peers_eof_is_recorded_once_reported() -> None:
+    client, server = connected()
+    server.receive_data(client.send_end())
+    steps = [server.eof_received]  # END alone is not the transport's EOF
+    server.receive_eof()
+    steps.append(server.eof_received)
+    server.receive_eof()  # idempotent
+    steps += [server.eof_received, client.eof_received]
+    assert steps == [False, True, True, False]

@@ -212,6 +212,23 @@ def test_str_is_one_line_built_from_the_fields(
     )
 
 
+@pytest.mark.parametrize("discarded", [0, 1, 2])
+def test_a_clean_end_is_lossless_only_if_nothing_was_discarded(discarded: int) -> None:
+    # The server's own report: a clean end, no confirmation to read (that
+    # is the client's), so only what its application threw away decides.
+    client, server = connected()
+    for i in range(3):
+        server.receive_data(client.send_message(b"%d" % i))
+    server.discard(discarded)
+    server.receive_data(end_of(client))
+    client.receive_data(end_of(server))
+    termination = server.close()
+    assert termination.clean
+    assert termination.confirmed is None
+    assert termination.messages_discarded == discarded
+    assert termination.lossless is (discarded == 0)
+
+
 def test_a_refusal_after_the_end_names_the_cause_and_its_detail() -> None:
     client, _ = connected()
     client.abort(detail="the operator pulled the plug")
