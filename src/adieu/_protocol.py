@@ -35,6 +35,7 @@ decided). It keeps no copy of any of it.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import struct
 from collections.abc import Set
 
@@ -116,9 +117,15 @@ def _states_allowing(role: Role, kind: FrameKind) -> Set[SideState]:
     return frozenset(s for s, t in TRANSITIONS[role].items() if kind in t)
 
 
-#: How far this side's application has gone in closing (see
-#: Protocol.begin_close); compared by identity.
-_NOT_CLOSING, _CLOSING_GRACEFULLY, _CLOSING_NOW = "open", "graceful", "now"
+class _Closing(enum.Enum):
+    """How far this side's application has gone in closing (see
+    :meth:`Protocol.begin_close`). Only ever compared by identity: a close in
+    one step overrides a graceful one by an explicit rule, not an order."""
+
+    NO = enum.auto()
+    GRACEFULLY = enum.auto()
+    NOW = enum.auto()
+
 
 _CLOSED_EARLY = "this side closed before the terminal handshake completed"
 
@@ -178,7 +185,7 @@ class Protocol:
         self._half_close = half_close
         self._end_out = False
         self._eof_out = False
-        self._closing = _NOT_CLOSING
+        self._closing = _Closing.NO
         self._cause: tuple[TerminationKind, Initiator, str] | None = None
         self._error: BaseException | None = None
         self._termination: Termination | None = None
@@ -211,7 +218,7 @@ class Protocol:
         """``True`` while this side may send messages: not before its
         preamble, after its END, once the connection ended, or once this
         side's application is closing (:meth:`begin_close`)."""
-        return self._sending and self._cause is None and self._closing is _NOT_CLOSING
+        return self._sending and self._cause is None and self._closing is _Closing.NO
 
     @property
     def can_receive(self) -> bool:
@@ -219,9 +226,7 @@ class Protocol:
         application: the peer's preamble came and it has not sent END,
         nothing ended the connection, and this side is not closing."""
         return (
-            self._their_sending
-            and self._cause is None
-            and self._closing is _NOT_CLOSING
+            self._their_sending and self._cause is None and self._closing is _Closing.NO
         )
 
     @property
@@ -277,7 +282,7 @@ class Protocol:
         """``True`` once :meth:`begin_close` was called: this side's
         application takes no more messages (those that arrive are discarded
         and counted here)."""
-        return self._closing is not _NOT_CLOSING
+        return self._closing is not _Closing.NO
 
     @property
     def broken(self) -> bool:
@@ -507,7 +512,7 @@ class Protocol:
             # The frames these bytes completed before the bad one are still
             # events (in the error's ``events``), then the error is raised.
             items, error = self._decoder.completed, exc
-        closing = self._closing is not _NOT_CLOSING
+        closing = self.closing
         for ftype, payload in items:
             if ftype == MESSAGE and self._their_sending:
                 self._received += 1
@@ -591,7 +596,7 @@ class Protocol:
         if self._eof:
             return
         self._eof = True
-        if self._closing is _CLOSING_NOW and not self.finished:
+        if self._closing is _Closing.NOW and not self.finished:
             # Closing in one step, this side sends nothing more: an ending
             # without both ENDs is its own truncation, decided now.
             self._record(TerminationKind.TRUNCATED, Initiator.LOCAL, _CLOSED_EARLY)
@@ -646,9 +651,9 @@ class Protocol:
         Idempotent.
         """
         if now:
-            self._closing = _CLOSING_NOW
-        elif self._closing is _NOT_CLOSING:
-            self._closing = _CLOSING_GRACEFULLY
+            self._closing = _Closing.NOW
+        elif self._closing is _Closing.NO:
+            self._closing = _Closing.GRACEFULLY
 
     # ------------------------------------------------------ accounting, ending
 
