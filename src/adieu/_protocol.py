@@ -174,6 +174,10 @@ class Protocol:
             Role.SERVER: SideState.PREAMBLE,
         }
         self._decoder = FrameDecoder(role.peer, max_message_size)
+        # Whether this side may send a message now: set from the table by
+        # _advance, and cleared for good by _decide once the ending is decided,
+        # which every recorded cause decides at once. The one flag the hot
+        # path (send_message) reads.
         self._sending = False
         self._their_sending = False
         self._sent = 0
@@ -218,7 +222,7 @@ class Protocol:
         """``True`` while this side may send messages: not before its
         preamble, after its END, once the connection ended, or once this
         side's application is closing (:meth:`begin_close`)."""
-        return self._sending and self._cause is None and self._closing is _Closing.NO
+        return self._sending and self._closing is _Closing.NO
 
     @property
     def can_receive(self) -> bool:
@@ -423,7 +427,7 @@ class Protocol:
             LocalProtocolError: this side may not send messages now (before
                 its preamble, after its END, or after the connection ended).
         """
-        if not self._sending or self._cause is not None:
+        if not self._sending:
             self._check_local(FrameKind.MESSAGE)
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
         if size > self.max_message_size:
@@ -573,7 +577,6 @@ class Protocol:
         if self._cause is None and self._termination is None:
             self._cause = (TerminationKind.PROTOCOL_ERROR, Initiator.PEER, str(exc))
             self._error = exc
-            self._sending = False
             self._decide()
         exc.events = tuple(events)
         return exc
@@ -743,7 +746,6 @@ class Protocol:
         if self._cause is None and not self.settled:
             self._cause = (kind, who, detail)
             self._error = error
-            self._sending = False
         self._decide(final=True)
 
     def close(self) -> Termination:
@@ -783,7 +785,7 @@ class Protocol:
             detail = "both ENDs exchanged"
         else:
             return
-        self._sending = False
+        self._sending = False  # whatever the table says: the connection ended
         confirmed: bool | None = None
         if self._acknowledged is not None:
             confirmed = self._acknowledged == self._sent
