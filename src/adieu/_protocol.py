@@ -573,8 +573,10 @@ class Protocol:
     def _fail(self, exc: ProtocolError, events: list[Event]) -> ProtocolError:
         # Unlike a reset or an abort, a protocol error counts even after both
         # ENDs were exchanged: bytes after the peer's END break the rules (a
-        # message among them would be lost), so the end is not CLEAN.
-        if self._cause is None and self._termination is None:
+        # message among them would be lost), so the end is not CLEAN. No
+        # cause can be recorded yet: receive_data, the only caller, ignores
+        # data once there is one, and a cause decides the ending at once.
+        if self._termination is None:
             self._cause = (TerminationKind.PROTOCOL_ERROR, Initiator.PEER, str(exc))
             self._error = exc
             self._decide()
@@ -743,6 +745,9 @@ class Protocol:
         detail: str,
         error: BaseException | None = None,
     ) -> None:
+        """Record a terminal cause, unless one was recorded or nothing can be
+        lost any more (:attr:`settled`), and decide the ending: nothing more
+        will come."""
         if self._cause is None and not self.settled:
             self._cause = (kind, who, detail)
             self._error = error
@@ -758,14 +763,7 @@ class Protocol:
         reach the peer. Idempotent: later calls return the same
         :class:`Termination`.
         """
-        if self._termination is None:
-            if self._cause is None and not self.settled:
-                self._cause = (
-                    TerminationKind.TRUNCATED,
-                    Initiator.LOCAL,
-                    _CLOSED_EARLY,
-                )
-            self._decide(final=True)
+        self._record(TerminationKind.TRUNCATED, Initiator.LOCAL, _CLOSED_EARLY)
         assert self._termination is not None
         return self._termination
 
