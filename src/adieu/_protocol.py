@@ -354,14 +354,21 @@ class Protocol:
         return guard is None or self._states[guard[0]] is guard[1]
 
     def _advance(self, role: Role, kind: FrameKind) -> None:
-        """Apply one transition of ``role``'s side; the caller checked it."""
+        """Apply one transition of ``role``'s side; the caller checked it.
+        Messages never come here: they change no state."""
         state = TRANSITIONS[role][self._states[role]][kind]
         self._states[role] = state
         sending = state in _MESSAGE_STATES[role]
         if role is self.role:
             self._sending = sending
+            who = Initiator.LOCAL
         else:
             self._their_sending = sending
+            who = Initiator.PEER
+        if kind is not FrameKind.PREAMBLE and self._handshake_initiator is None:
+            # The first SHUTDOWN or END of either side begins the terminal
+            # handshake. A server's END never does: the client's came first.
+            self._handshake_initiator = who
 
     def _check_local(self, kind: FrameKind) -> None:
         if self._cause is not None:
@@ -456,8 +463,6 @@ class Protocol:
         self._advance(self.role, FrameKind.SHUTDOWN)
         self.shutdown_sent = True
         self.shutdown_request = ShutdownRequest(grace_period, reason)
-        if self._handshake_initiator is None:
-            self._handshake_initiator = Initiator.LOCAL
         return frame
 
     def send_end(self) -> bytes:
@@ -478,8 +483,6 @@ class Protocol:
         self._check_local(FrameKind.END)
         self._advance(self.role, FrameKind.END)
         if self.role is Role.CLIENT:
-            if self._handshake_initiator is None:
-                self._handshake_initiator = Initiator.LOCAL
             return encode_end(None)
         return encode_end(self._received - self._discarded)
 
@@ -555,19 +558,12 @@ class Protocol:
                         f"this client sent {self._sent}"
                     )
                 self._acknowledged = count
-            elif self._handshake_initiator is None:
-                self._handshake_initiator = Initiator.PEER
             event = End(count)
-            self._advance(peer, kind)
-            self._decide()
-            return event
         else:
-            grace, reason = decode_shutdown(payload)
-            event = ShutdownRequest(grace, reason)
+            event = ShutdownRequest(*decode_shutdown(payload))
             self.shutdown_request = event
-            if self._handshake_initiator is None:
-                self._handshake_initiator = Initiator.PEER
         self._advance(peer, kind)
+        self._decide()  # the peer's END may decide the ending
         return event
 
     def _fail(self, exc: ProtocolError, events: list[Event]) -> ProtocolError:
