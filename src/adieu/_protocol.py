@@ -301,7 +301,7 @@ class Protocol:
         (:meth:`end_written`): nothing either side sent can be lost any more,
         so a later abort, reset or broken transport decides the ending
         ``CLEAN`` instead of counting (an abort may close without a reset)."""
-        return self._end_out and self._states[self.role.peer] is SideState.DONE
+        return self._end_out and self._states[self._peer] is SideState.DONE
 
     @property
     def decided(self) -> bool:
@@ -393,7 +393,7 @@ class Protocol:
         )
 
     def _remote_error(self, kind: FrameKind) -> ProtocolError:
-        peer = self.role.peer
+        peer = self._peer
         state = self._states[peer]
         if kind in TRANSITIONS[peer][state]:
             other, need = GUARDS[(peer, kind)]
@@ -539,7 +539,7 @@ class Protocol:
         return events
 
     def _receive_frame(self, ftype: int, payload: bytes) -> Event | None:
-        peer = self.role.peer
+        peer = self._peer
         if ftype == FrameDecoder.PREAMBLE_ITEM:
             self._advance(peer, FrameKind.PREAMBLE)
             return None
