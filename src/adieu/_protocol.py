@@ -35,6 +35,7 @@ decided). It keeps no copy of any of it.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import struct
 from collections.abc import Set
 
@@ -116,9 +117,15 @@ def _states_allowing(role: Role, kind: FrameKind) -> Set[SideState]:
     return frozenset(s for s, t in TRANSITIONS[role].items() if kind in t)
 
 
-#: How far this side's application has gone in closing (see
-#: Protocol.begin_close); compared by identity.
-_NOT_CLOSING, _CLOSING_GRACEFULLY, _CLOSING_NOW = "open", "graceful", "now"
+class _Closing(enum.Enum):
+    """How far this side's application has gone in closing (see
+    :meth:`Protocol.begin_close`). Only ever compared by identity: a close in
+    one step overrides a graceful one by an explicit rule, not an order."""
+
+    NO = enum.auto()
+    GRACEFULLY = enum.auto()
+    NOW = enum.auto()
+
 
 _CLOSED_EARLY = "this side closed before the terminal handshake completed"
 
@@ -167,6 +174,10 @@ class Protocol:
             Role.SERVER: SideState.PREAMBLE,
         }
         self._decoder = FrameDecoder(role.peer, max_message_size)
+        # Whether this side may send a message now: set from the table by
+        # _advance, and cleared for good by _decide once the ending is decided,
+        # which every recorded cause decides at once. The one flag the hot
+        # path (send_message) reads.
         self._sending = False
         self._their_sending = False
         self._sent = 0
@@ -178,7 +189,7 @@ class Protocol:
         self._half_close = half_close
         self._end_out = False
         self._eof_out = False
-        self._closing = _NOT_CLOSING
+        self._closing = _Closing.NO
         self._cause: tuple[TerminationKind, Initiator, str] | None = None
         self._error: BaseException | None = None
         self._termination: Termination | None = None
@@ -211,7 +222,7 @@ class Protocol:
         """``True`` while this side may send messages: not before its
         preamble, after its END, once the connection ended, or once this
         side's application is closing (:meth:`begin_close`)."""
-        return self._sending and self._cause is None and self._closing is _NOT_CLOSING
+        return self._sending and self._closing is _Closing.NO
 
     @property
     def can_receive(self) -> bool:
@@ -219,9 +230,7 @@ class Protocol:
         application: the peer's preamble came and it has not sent END,
         nothing ended the connection, and this side is not closing."""
         return (
-            self._their_sending
-            and self._cause is None
-            and self._closing is _NOT_CLOSING
+            self._their_sending and self._cause is None and self._closing is _Closing.NO
         )
 
     @property
@@ -277,7 +286,7 @@ class Protocol:
         """``True`` once :meth:`begin_close` was called: this side's
         application takes no more messages (those that arrive are discarded
         and counted here)."""
-        return self._closing is not _NOT_CLOSING
+        return self._closing is not _Closing.NO
 
     @property
     def broken(self) -> bool:
@@ -292,7 +301,7 @@ class Protocol:
         (:meth:`end_written`): nothing either side sent can be lost any more,
         so a later abort, reset or broken transport decides the ending
         ``CLEAN`` instead of counting (an abort may close without a reset)."""
-        return self._end_out and self._states[self.role.peer] is SideState.DONE
+        return self._end_out and self._states[self._peer] is SideState.DONE
 
     @property
     def decided(self) -> bool:
@@ -345,14 +354,21 @@ class Protocol:
         return guard is None or self._states[guard[0]] is guard[1]
 
     def _advance(self, role: Role, kind: FrameKind) -> None:
-        """Apply one transition of ``role``'s side; the caller checked it."""
+        """Apply one transition of ``role``'s side; the caller checked it.
+        Messages never come here: they change no state."""
         state = TRANSITIONS[role][self._states[role]][kind]
         self._states[role] = state
         sending = state in _MESSAGE_STATES[role]
         if role is self.role:
             self._sending = sending
+            who = Initiator.LOCAL
         else:
             self._their_sending = sending
+            who = Initiator.PEER
+        if kind is not FrameKind.PREAMBLE and self._handshake_initiator is None:
+            # The first SHUTDOWN or END of either side begins the terminal
+            # handshake. A server's END never does: the client's came first.
+            self._handshake_initiator = who
 
     def _check_local(self, kind: FrameKind) -> None:
         if self._cause is not None:
@@ -377,7 +393,7 @@ class Protocol:
         )
 
     def _remote_error(self, kind: FrameKind) -> ProtocolError:
-        peer = self.role.peer
+        peer = self._peer
         state = self._states[peer]
         if kind in TRANSITIONS[peer][state]:
             other, need = GUARDS[(peer, kind)]
@@ -418,7 +434,7 @@ class Protocol:
             LocalProtocolError: this side may not send messages now (before
                 its preamble, after its END, or after the connection ended).
         """
-        if not self._sending or self._cause is not None:
+        if not self._sending:
             self._check_local(FrameKind.MESSAGE)
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
         if size > self.max_message_size:
@@ -447,8 +463,6 @@ class Protocol:
         self._advance(self.role, FrameKind.SHUTDOWN)
         self.shutdown_sent = True
         self.shutdown_request = ShutdownRequest(grace_period, reason)
-        if self._handshake_initiator is None:
-            self._handshake_initiator = Initiator.LOCAL
         return frame
 
     def send_end(self) -> bytes:
@@ -469,8 +483,6 @@ class Protocol:
         self._check_local(FrameKind.END)
         self._advance(self.role, FrameKind.END)
         if self.role is Role.CLIENT:
-            if self._handshake_initiator is None:
-                self._handshake_initiator = Initiator.LOCAL
             return encode_end(None)
         return encode_end(self._received - self._discarded)
 
@@ -507,7 +519,7 @@ class Protocol:
             # The frames these bytes completed before the bad one are still
             # events (in the error's ``events``), then the error is raised.
             items, error = self._decoder.completed, exc
-        closing = self._closing is not _NOT_CLOSING
+        closing = self.closing
         for ftype, payload in items:
             if ftype == MESSAGE and self._their_sending:
                 self._received += 1
@@ -527,7 +539,7 @@ class Protocol:
         return events
 
     def _receive_frame(self, ftype: int, payload: bytes) -> Event | None:
-        peer = self.role.peer
+        peer = self._peer
         if ftype == FrameDecoder.PREAMBLE_ITEM:
             self._advance(peer, FrameKind.PREAMBLE)
             return None
@@ -546,29 +558,23 @@ class Protocol:
                         f"this client sent {self._sent}"
                     )
                 self._acknowledged = count
-            elif self._handshake_initiator is None:
-                self._handshake_initiator = Initiator.PEER
             event = End(count)
-            self._advance(peer, kind)
-            self._decide()
-            return event
         else:
-            grace, reason = decode_shutdown(payload)
-            event = ShutdownRequest(grace, reason)
+            event = ShutdownRequest(*decode_shutdown(payload))
             self.shutdown_request = event
-            if self._handshake_initiator is None:
-                self._handshake_initiator = Initiator.PEER
         self._advance(peer, kind)
+        self._decide()  # the peer's END may decide the ending
         return event
 
     def _fail(self, exc: ProtocolError, events: list[Event]) -> ProtocolError:
         # Unlike a reset or an abort, a protocol error counts even after both
         # ENDs were exchanged: bytes after the peer's END break the rules (a
-        # message among them would be lost), so the end is not CLEAN.
-        if self._cause is None and self._termination is None:
+        # message among them would be lost), so the end is not CLEAN. No
+        # cause can be recorded yet: receive_data, the only caller, ignores
+        # data once there is one, and a cause decides the ending at once.
+        if self._termination is None:
             self._cause = (TerminationKind.PROTOCOL_ERROR, Initiator.PEER, str(exc))
             self._error = exc
-            self._sending = False
             self._decide()
         exc.events = tuple(events)
         return exc
@@ -591,7 +597,7 @@ class Protocol:
         if self._eof:
             return
         self._eof = True
-        if self._closing is _CLOSING_NOW and not self.finished:
+        if self._closing is _Closing.NOW and not self.finished:
             # Closing in one step, this side sends nothing more: an ending
             # without both ENDs is its own truncation, decided now.
             self._record(TerminationKind.TRUNCATED, Initiator.LOCAL, _CLOSED_EARLY)
@@ -646,9 +652,9 @@ class Protocol:
         Idempotent.
         """
         if now:
-            self._closing = _CLOSING_NOW
-        elif self._closing is _NOT_CLOSING:
-            self._closing = _CLOSING_GRACEFULLY
+            self._closing = _Closing.NOW
+        elif self._closing is _Closing.NO:
+            self._closing = _Closing.GRACEFULLY
 
     # ------------------------------------------------------ accounting, ending
 
@@ -735,10 +741,12 @@ class Protocol:
         detail: str,
         error: BaseException | None = None,
     ) -> None:
+        """Record a terminal cause, unless one was recorded or nothing can be
+        lost any more (:attr:`settled`), and decide the ending: nothing more
+        will come."""
         if self._cause is None and not self.settled:
             self._cause = (kind, who, detail)
             self._error = error
-            self._sending = False
         self._decide(final=True)
 
     def close(self) -> Termination:
@@ -751,14 +759,7 @@ class Protocol:
         reach the peer. Idempotent: later calls return the same
         :class:`Termination`.
         """
-        if self._termination is None:
-            if self._cause is None and not self.settled:
-                self._cause = (
-                    TerminationKind.TRUNCATED,
-                    Initiator.LOCAL,
-                    _CLOSED_EARLY,
-                )
-            self._decide(final=True)
+        self._record(TerminationKind.TRUNCATED, Initiator.LOCAL, _CLOSED_EARLY)
         assert self._termination is not None
         return self._termination
 
@@ -778,7 +779,7 @@ class Protocol:
             detail = "both ENDs exchanged"
         else:
             return
-        self._sending = False
+        self._sending = False  # whatever the table says: the connection ended
         confirmed: bool | None = None
         if self._acknowledged is not None:
             confirmed = self._acknowledged == self._sent

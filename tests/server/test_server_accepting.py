@@ -7,6 +7,7 @@ never completes the handshake is cut at ``handshake_timeout``."""
 from __future__ import annotations
 
 import logging
+import select
 
 import outcome
 import pytest
@@ -33,6 +34,17 @@ async def _kernel_has_completed_a_connection(server: adieu.Server) -> None:
     (listener,) = server.listeners
     assert isinstance(listener, trio.SocketListener)
     await trio.lowlevel.wait_readable(listener.socket)
+
+
+def _backlog_holds_a_connection(server: adieu.Server) -> bool:
+    """Whether a completed connection sits in the listener's backlog right
+    now, not yet accepted: the listening socket is readable. Asked of the
+    kernel without waiting (a poll with a zero timeout), so the answer is
+    about this instant, with no chance for any task to run first."""
+    (listener,) = server.listeners
+    assert isinstance(listener, trio.SocketListener)
+    readable, _, _ = select.select([listener.socket.fileno()], [], [], 0)
+    return bool(readable)
 
 
 async def _connect_is_refused(port: int) -> None:
@@ -148,8 +160,17 @@ async def test_connections_past_max_connections_wait_in_the_backlog() -> None:
                     # Not dropped, not served: completed by the kernel and
                     # waiting to be accepted.
                     await _kernel_has_completed_a_connection(server)
+                    # Let the server run: a whole exchange with one of the
+                    # two it serves, after the third had arrived.
+                    await two.send(b"two, while the third waits")
+                    assert await two.receive() == reply_to(
+                        b"two, while the third waits"
+                    )
+                    # Still in the backlog at this instant, so not accepted,
+                    # so not greeted: the server's preamble can only follow
+                    # an accept. (Read together, with no checkpoint between.)
+                    assert _backlog_holds_a_connection(server)
                     assert len(server.connections) == 2
-                    await trio.testing.wait_all_tasks_blocked()
                     greeted_while_waiting = third.handshake_complete
                     assert not greeted_while_waiting
                     # A slot frees: the third is served.
