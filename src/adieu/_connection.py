@@ -1208,17 +1208,14 @@ class Connection:
         if self.role is Role.SERVER and not self._proto.end_received:
             self._request_shutdown(reason, max(0.0, deadline - trio.current_time()))
         self._begin_close()
-        with trio.move_on_at(deadline) as scope:
-            try:
-                if self.role is Role.CLIENT:
-                    await self._client_graceful()
-                else:
-                    await self._server_graceful()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                # The peer broke the connection meanwhile (the termination
-                # records it), or another task aborted it: all that is left
-                # is to release the transport.
-                pass
+        # A broken or aborted connection meanwhile (the peer broke it, and
+        # the termination records it, or another task aborted it) leaves
+        # only the transport to release.
+        with (
+            trio.move_on_at(deadline) as scope,
+            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+        ):
+            await self._exchange_ends()
         if (
             scope.cancelled_caught
             and not self._proto.broken
@@ -1233,21 +1230,18 @@ class Connection:
             return
         await self._release()
 
-    async def _client_graceful(self) -> None:
+    async def _exchange_ends(self) -> None:
+        """The graceful close's exchange: a client's END, then the peer's;
+        a server's END only after the client's (the server never ends
+        first), then the client's EOF, so that the close cannot race a late
+        byte into a reset."""
         proto = self._proto
-        if proto.may_send_end:
+        if self.role is Role.CLIENT and proto.may_send_end:
             await self._write_end()
         while not (proto.end_received or proto.broken or self._reader_done):
             await self._changed.park()
-
-    async def _server_graceful(self) -> None:
-        proto = self._proto
-        while not (proto.end_received or proto.broken or self._reader_done):
-            await self._changed.park()
-        if proto.may_send_end:
+        if self.role is Role.SERVER and proto.may_send_end:
             await self._write_end()
-            # Wait for the client's EOF (normally here already) so that the
-            # close cannot race a late byte into a reset.
             await self._wait_reader_done()
 
     async def end_block(self, exc: BaseException | None) -> None:
