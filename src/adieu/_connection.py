@@ -93,7 +93,7 @@ _YIELD_EVERY: Final = 16
 #: Bytes of frames gathered for one write while the application answers
 #: messages that were already buffered (see ``send``). 64 KiB: a few
 #: segments' worth, so a write stays cheap and latency stays bounded.
-_OUTBOX_LIMIT: Final = 65536
+_GATHER_LIMIT: Final = 65536
 
 #: Bytes asked of the transport per read: arbitrary, large enough that a
 #: burst of small frames costs one system call.
@@ -608,13 +608,15 @@ class Connection:
             return
         await trio.lowlevel.checkpoint_if_cancelled()
         frame = self._proto.send_message(data)
-        if self._buffer and self._queued < _OUTBOX_LIMIT:
+        if self._buffer and self._queued < _GATHER_LIMIT:
             # More received messages are already waiting, so the application
             # is about to come back: gather this frame with the next ones
             # into one write. The writer task writes them as soon as this
             # task next waits or yields, so a reply is never held back
             # behind unrelated work.
-            self._post(frame, at_once=False)
+            self._queue.append(frame)
+            self._queued += len(frame)
+            self._wake_writer()
             return
         self._writing = True
         try:
@@ -628,14 +630,14 @@ class Connection:
         finally:
             self._writing = False
 
-    def _post(self, frame: bytes, *, at_once: bool = True) -> None:
-        """Queue an encoded frame from synchronous code, for the writer.
-
-        With ``at_once``, if nothing else is queued or being written, the
-        kernel is offered the frame now, without a task: this is what keeps
-        a server's shutdown of thousands of connections cheap. END is never
-        written so: the transport's EOF must follow it (``_flush``)."""
-        if at_once and not (
+    def _post(self, frame: bytes) -> None:
+        """Send an encoded frame from synchronous code: if nothing else is
+        queued or being written, the kernel is offered it now, without a
+        task (this is what keeps a server's shutdown of thousands of
+        connections cheap); what it does not take is queued for the writer
+        task. END is never written at once: the transport's EOF must follow
+        it (``_flush``)."""
+        if not (
             self._writing or self._queue or self._proto.end_sent or self._proto.broken
         ):
             sent = self._send_at_once(frame)
@@ -643,7 +645,11 @@ class Connection:
                 return
             frame = frame[sent:]
         self._queue.append(frame)
-        self._queued += len(frame)
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        """Have the writer task write the queue as soon as the running
+        task waits or yields (starting it the first time it is needed)."""
         if self._writer_lot is not None:
             self._writer_lot.unpark()
         elif self._nursery is not None:
@@ -651,7 +657,7 @@ class Connection:
             self._nursery.start_soon(self._writer_task, self._writer_lot)
 
     async def _writer_task(self, lot: trio.lowlevel.ParkingLot) -> None:
-        """Writes what :meth:`_post` queued when no other task holds the
+        """Writes what was queued for it when no other task holds the
         writer role; parked otherwise, and gone once the transport is
         released. A failure is already recorded in the connection's state
         (the application sees it at its next call), so it is only logged."""
