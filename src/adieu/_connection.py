@@ -847,12 +847,13 @@ class Connection:
         that a busy connection cannot starve other tasks): one task switch
         less per message than a Trio stream's ``receive_some``.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
         yielded = False
         if self._buffer:
             # A message is waiting: take it without a schedule point, but
             # yield every _YIELD_EVERY operations so that a busy connection
-            # cannot starve the other tasks.
+            # cannot starve the other tasks. (With nothing waiting, the wait
+            # below is the cancel point.)
+            await trio.lowlevel.checkpoint_if_cancelled()
             self._unyielded += 1
             if self._unyielded < _YIELD_EVERY:
                 return self._take()
@@ -865,7 +866,7 @@ class Connection:
             error = self._receive_error()
             if error is not None:
                 if not yielded:
-                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    await trio.lowlevel.checkpoint()
                 raise error
             # Nothing yet: the wait is the schedule point, and the message
             # is then taken without a second one.
