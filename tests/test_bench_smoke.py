@@ -181,3 +181,35 @@ def test_smoke_run_of_chosen_sections_prints_only_their_tables(
         assert heading not in done.stdout
     records = json.loads(results.read_text())["records"]
     assert {name for name, runs in records.items() if runs} == {"shutdown", "closing"}
+
+
+ANATOMY = RUN.parent / "anatomy.py"
+
+
+@pytest.mark.slow
+def test_anatomy_smoke_counts_every_scenario_for_both_servers() -> None:
+    """``bench/anatomy.py --smoke``: a row for each operation and server,
+    each with task steps, Python calls and system calls counted (none of
+    them zero: a profile function that stopped counting would show)."""
+    done = subprocess.run(
+        [sys.executable, str(ANATOMY), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in done.stdout.splitlines()[2:]
+    ]
+    operations = {row[0] for row in rows}
+    assert len(operations) == 5
+    assert {(row[0], row[1]) for row in rows} == {
+        (operation, server) for operation in operations for server in ("adieu", "Trio")
+    }
+    for row in rows:
+        steps, calls, system_calls = (float(cell) for cell in row[2:5])
+        assert steps > 0
+        assert calls > 0
+        assert system_calls > 0

@@ -16,11 +16,14 @@ Data paths, and why they are shaped so:
   When the buffer is full the reader stops reading, so the peer's
   sends block: backpressure, not memory growth. A consequence: a SHUTDOWN
   that arrives behind a full buffer is noticed only as the application reads.
-* **Sending.** The first task to send writes its frame itself, with no lock
-  round trip. Tasks that send while a write is in progress queue their
-  messages; the writing task sends them all in one ``send_all`` after its
-  own, so concurrent senders share system calls and each message is written
-  whole, never interleaved with another.
+* **Sending.** One queue and one writer role. The first task to send
+  writes its frame itself, with no lock round trip. Tasks that send while a
+  write is in progress queue their messages; the writing task sends them all
+  in one ``send_all`` after its own, so concurrent senders share system
+  calls and each message is written whole, never interleaved with another.
+  Frames produced where no task can write (SHUTDOWN, a deferred END, replies
+  gathered for a pipelining peer) join the same queue, for the connection's
+  writer task; the transport's EOF always follows this side's END.
 * **Ending.** Every way to end goes through the core, which holds the whole
   lifecycle: the connection tells it what happened (END written, EOF sent,
   closing, a reset) and asks it whether to release the transport and what a
@@ -34,7 +37,7 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, final
 
 import trio
@@ -90,7 +93,7 @@ _YIELD_EVERY: Final = 16
 #: Bytes of frames gathered for one write while the application answers
 #: messages that were already buffered (see ``send``). 64 KiB: a few
 #: segments' worth, so a write stays cheap and latency stays bounded.
-_OUTBOX_LIMIT: Final = 65536
+_GATHER_LIMIT: Final = 65536
 
 #: Bytes asked of the transport per read: arbitrary, large enough that a
 #: burst of small frames costs one system call.
@@ -161,13 +164,11 @@ class Connection:
         "_deadline",
         "_deadline_reason",
         "_end_pending",
-        "_flusher_lot",
         "_local_address",
         "_nursery",
-        "_outbox",
-        "_outbox_bytes",
         "_proto",
         "_queue",
+        "_queued",
         "_reader_done",
         "_reader_parked",
         "_released",
@@ -176,6 +177,7 @@ class Connection:
         "_shutdown_event",
         "_transport",
         "_unyielded",
+        "_writer_lot",
         "_writing",
         "grace_period",
         "options",
@@ -213,10 +215,9 @@ class Connection:
         # send side
         self._writing = False
         self._unyielded = 0
-        self._queue: list[_Pending] = []
-        self._outbox: list[bytes] = []
-        self._outbox_bytes = 0
-        self._flusher_lot: trio.lowlevel.ParkingLot | None = None
+        self._queue: list[bytes | _Pending] = []
+        self._queued = 0  # bytes of frames gathered for the writer task
+        self._writer_lot: trio.lowlevel.ParkingLot | None = None
         self._end_pending = False
         # ending
         self._released = False  # the transport has been released
@@ -335,9 +336,9 @@ class Connection:
         self._nursery = nursery
         nursery.start_soon(self._reader, name=f"adieu {self.role.value} reader")
         if self._proto.our_state is SideState.PREAMBLE:
-            await self._submit(_Pending(None, self._proto.preamble()))
+            await self._write_through(_Pending(None, self._proto.preamble()))
         elif self._queue:  # what greet_now() left: the rest of the preamble
-            await self._submit(_Pending(None, b""))
+            await self._write_through(_Pending(None, b""))
 
     def greet_now(self) -> None:
         """Server: send the preamble now, from synchronous code, before the
@@ -358,7 +359,7 @@ class Connection:
         if sent:
             self._proto.preamble()
             if sent < len(preamble):
-                self._queue.append(_Pending(None, preamble[sent:]))
+                self._queue.append(preamble[sent:])
 
     async def _wait_reader_done(self) -> None:
         while not self._reader_done:
@@ -501,6 +502,8 @@ class Connection:
         self._changed.unpark_all()
         if self._reader_parked is not None:
             self._reader_parked.unpark_all()
+        if self._writer_lot is not None:
+            self._writer_lot.unpark_all()  # so that the writer task returns
 
     def _discard_buffer_if_closed(self) -> None:
         if self._proto.closing and self._buffer:
@@ -533,6 +536,15 @@ class Connection:
             await self._changed.park()
 
     # -------------------------------------------------------------- sending
+    #
+    # One write path. Every frame (messages, SHUTDOWN, END, what the kernel
+    # did not take of the preamble) joins one queue, ``_queue``, and is
+    # written in order by whichever task holds the writer role
+    # (``_writing``): a sender, or the connection's writer task, started the
+    # first time it is needed and parked while there is nothing to write.
+    # The transport's EOF follows this side's END (``_flush``). An entry is
+    # either an encoded frame nobody waits for, or a waiting task's
+    # ``_Pending``; such entries exist only while a task holds the role.
 
     def _send_error(self) -> BaseException:
         """The exception a send raises when this connection cannot send."""
@@ -591,120 +603,156 @@ class Connection:
             )
         if type(data) is not bytes:
             data = bytes(data)
-        if self._writing or self._queue:
-            await self._submit(_Pending(data, None))
+        if self._writing:
+            await self._write_through(_Pending(data, None))
             return
-        # The common case, no other writer: no queue round trip.
         await trio.lowlevel.checkpoint_if_cancelled()
         frame = self._proto.send_message(data)
-        if self._buffer and self._outbox_bytes < _OUTBOX_LIMIT:
+        if self._buffer and self._queued < _GATHER_LIMIT:
             # More received messages are already waiting, so the application
             # is about to come back: gather this frame with the next ones
-            # into one write. The outbox is written before this task next
-            # waits or yields (by the flusher, which runs at that point), so
-            # a reply is never held back behind unrelated work.
-            self._outbox.append(frame)
-            self._outbox_bytes += len(frame)
-            self._wake_flusher()
+            # into one write. The writer task writes them as soon as this
+            # task next waits or yields, so a reply is never held back
+            # behind unrelated work.
+            self._queue.append(frame)
+            self._queued += len(frame)
+            self._wake_writer()
             return
-        if self._outbox:
-            self._outbox.append(frame)
-            frame = b"".join(self._outbox)
-            self._outbox = []
-            self._outbox_bytes = 0
         self._writing = True
         try:
-            await self._write(frame)
-            if self._queue or self._outbox:
+            if self._queue:  # frames gathered before this one go first
+                self._queue.append(frame)
                 await self._flush()
+            else:  # the common case: one frame, no queue round trip
+                await self._write(frame)
+                if self._queue:
+                    await self._flush()
         finally:
             self._writing = False
 
-    def _wake_flusher(self) -> None:
-        if self._flusher_lot is not None:
-            self._flusher_lot.unpark()
+    def _post(self, frame: bytes) -> None:
+        """Send an encoded frame from synchronous code: if nothing else is
+        queued or being written, the kernel is offered it now, without a
+        task (this is what keeps a server's shutdown of thousands of
+        connections cheap); what it does not take is queued for the writer
+        task. END is never written at once: the transport's EOF must follow
+        it (``_flush``)."""
+        if not (
+            self._writing or self._queue or self._proto.end_sent or self._proto.broken
+        ):
+            sent = self._send_at_once(frame)
+            if sent is None or sent == len(frame):
+                return
+            frame = frame[sent:]
+        self._queue.append(frame)
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        """Have the writer task write the queue as soon as the running
+        task waits or yields (starting it the first time it is needed)."""
+        if self._writer_lot is not None:
+            self._writer_lot.unpark()
         elif self._nursery is not None:
-            self._flusher_lot = trio.lowlevel.ParkingLot()
-            self._nursery.start_soon(self._outbox_flusher, self._flusher_lot)
+            self._writer_lot = trio.lowlevel.ParkingLot()
+            self._nursery.start_soon(self._writer_task, self._writer_lot)
 
-    async def _outbox_flusher(self, lot: trio.lowlevel.ParkingLot) -> None:
-        """Writes the outbox once the application's task yields (started the
-        first time a frame is gathered; parked otherwise)."""
-        while True:
-            if self._outbox:
-                await self._background_flush()
-            await lot.park()
+    async def _writer_task(self, lot: trio.lowlevel.ParkingLot) -> None:
+        """Writes what was queued for it when no other task holds the
+        writer role; parked otherwise, and gone once the transport is
+        released. A failure is already recorded in the connection's state
+        (the application sees it at its next call), so it is only logged."""
+        while not self._released:
+            if self._queue and not self._writing:
+                self._writing = True
+                try:
+                    await self._flush()
+                except Exception:  # already recorded in the connection's state
+                    logger.debug("background write failed on %r", self, exc_info=True)
+                finally:
+                    self._writing = False
+            else:
+                await lot.park()
 
-    async def _submit(self, item: _Pending) -> None:
+    async def _write_through(self, item: _Pending) -> None:
         """Write ``item`` after everything queued before it; return once it
-        has been handed to the transport."""
+        has been handed to the transport. Raises what the write raised, or
+        the connection's error if it could not be written. If cancelled
+        before the write took it, ``item`` is withdrawn unwritten; if
+        cancelled while it is being written, the connection is aborted."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        if self._writing:
-            await self._wait_written(item)
-            return
-        self._writing = True
-        try:
-            self._queue.append(item)
-            await self._flush()
-        finally:
-            self._writing = False
-        if item.error is not None:
-            raise item.error
-
-    async def _wait_written(self, item: _Pending) -> None:
-        """Queue ``item`` behind the active writer and wait for it."""
-        done = item.done = trio.Event()
         self._queue.append(item)
-        try:
-            await done.wait()
-        except BaseException:
-            if not item.taken:
-                self._queue.remove(item)
+        if not self._writing:
+            self._writing = True
+            try:
+                await self._flush()
+            finally:
+                self._writing = False
+        else:
+            done = item.done = trio.Event()
+            try:
+                await done.wait()
+            except BaseException:
+                if not item.taken:
+                    self._queue.remove(item)
+                    raise
+                self._abort_for(
+                    timed_out=False,
+                    detail="cancelled while its message was being written",
+                )
                 raise
-            self._abort_for(
-                timed_out=False, detail="cancelled while its message was being written"
-            )
-            raise
         if item.error is not None:
             raise item.error
 
     async def _flush(self) -> None:
-        """Write everything queued, in order, several frames per write.
+        """Write everything queued, in order, several frames per write, then
+        the transport's EOF if this side's END is out.
 
         Called only by the task holding the writer role. Raises what the
-        write raised; queued items are then failed with the connection's
+        write raised; waiting senders are then failed with the connection's
         error.
         """
         proto = self._proto
-        while self._queue or self._outbox:
+        while self._queue:
             batch, self._queue = self._queue, []
-            parts, self._outbox = self._outbox, []
-            self._outbox_bytes = 0
+            self._queued = 0
+            parts: list[bytes] = []
             for item in batch:
+                if type(item) is bytes:
+                    parts.append(item)
+                    continue
+                assert isinstance(item, _Pending)
                 item.taken = True
-                if item.data is None:
-                    assert item.frame is not None
+                if item.frame is not None:
                     parts.append(item.frame)
                 elif not proto.can_send:
                     item.error = self._send_error()
                 else:
+                    assert item.data is not None
                     parts.append(proto.send_message(item.data))
             try:
                 if parts:
                     await self._write(parts[0] if len(parts) == 1 else b"".join(parts))
             except BaseException:
-                for item in batch + self._queue:
-                    item.taken = True
-                    if item.done is not None:
-                        item.error = item.error or self._send_error()
-                        item.done.set()
-                self._queue.clear()
+                self._fail_waiting_writers(batch)
                 raise
             for item in batch:
-                if item.done is not None:
+                if type(item) is _Pending and item.done is not None:
                     item.done.set()
         if proto.end_sent and not proto.eof_out:
             await self._after_end()
+
+    def _fail_waiting_writers(self, taken: Sequence[bytes | _Pending] = ()) -> None:
+        """Wake every task waiting for its write with the connection's
+        error (the ``taken`` batch was being written when the write failed),
+        and drop what is queued."""
+        for item in [*taken, *self._queue]:
+            if type(item) is _Pending:
+                item.taken = True
+                if item.done is not None:
+                    item.error = item.error or self._send_error()
+                    item.done.set()
+        self._queue.clear()
+        self._queued = 0
 
     async def _write(self, data: bytes) -> None:
         try:
@@ -734,28 +782,6 @@ class Connection:
             self._unyielded = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def _enqueue_background(self, frame: bytes) -> None:
-        """Send a control frame from synchronous code: at once if nothing
-        else is being written and the kernel takes it whole (no task needed:
-        this is what keeps a server's shutdown of thousands of connections
-        cheap); otherwise queued for the active writer, or for a helper task
-        in the connection's nursery. An END always goes through the queue,
-        which half-closes the transport after it."""
-        if (
-            not self._writing
-            and not self._queue
-            and not self._outbox
-            and not self._proto.end_sent
-            and not self._proto.broken
-        ):
-            sent = self._send_at_once(frame)
-            if sent is None or sent == len(frame):
-                return
-            frame = frame[sent:]
-        self._queue.append(_Pending(None, frame))
-        if not self._writing and self._nursery is not None:
-            self._nursery.start_soon(self._background_flush)
-
     def _send_at_once(self, data: bytes) -> int | None:
         """Write what the kernel takes of ``data`` now, without a task;
         return how many bytes, or ``None`` if the transport is closed or
@@ -768,29 +794,15 @@ class Connection:
             pass
         return None
 
-    async def _background_flush(self) -> None:
-        """Take the writer role, if free, and write what is queued or
-        gathered. A failure is already recorded in the connection's state
-        (the application sees it at its next call), so it is only logged."""
-        if self._writing or not (self._queue or self._outbox):
-            return
-        self._writing = True
-        try:
-            await self._flush()
-        except Exception:  # already recorded in the connection's state
-            logger.debug("background write failed on %r", self, exc_info=True)
-        finally:
-            self._writing = False
-
     async def _write_end(self) -> None:
         """Write this side's END, or only the FIN where the core allows no
         END yet (a server closing before the client's END: the server never
-        ends first), through the writer: after the frames gathered or queued
-        before it and a frame another task is writing. The FIN follows the
-        END (:meth:`_flush`). Raises what :meth:`_submit` raises."""
+        ends first), through the writer: after every frame queued before
+        it. The FIN follows the END. Raises what :meth:`_write_through`
+        raises."""
         proto = self._proto
         end = proto.send_end() if proto.may_send_end else b""
-        await self._submit(_Pending(None, end))
+        await self._write_through(_Pending(None, end))
         if not proto.eof_out:
             await self._after_end()
 
@@ -835,12 +847,13 @@ class Connection:
         that a busy connection cannot starve other tasks): one task switch
         less per message than a Trio stream's ``receive_some``.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
         yielded = False
         if self._buffer:
             # A message is waiting: take it without a schedule point, but
             # yield every _YIELD_EVERY operations so that a busy connection
-            # cannot starve the other tasks.
+            # cannot starve the other tasks. (With nothing waiting, the wait
+            # below is the cancel point.)
+            await trio.lowlevel.checkpoint_if_cancelled()
             self._unyielded += 1
             if self._unyielded < _YIELD_EVERY:
                 return self._take()
@@ -853,7 +866,7 @@ class Connection:
             error = self._receive_error()
             if error is not None:
                 if not yielded:
-                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    await trio.lowlevel.checkpoint()
                 raise error
             # Nothing yet: the wait is the schedule point, and the message
             # is then taken without a second one.
@@ -957,7 +970,7 @@ class Connection:
         END and asked for its own END; queue it."""
         if self._end_pending and self._proto.may_send_end:
             self._end_pending = False
-            self._enqueue_background(self._proto.send_end())
+            self._post(self._proto.send_end())
 
     def request_shutdown(
         self, reason: str | None = None, *, grace_period: float | None = None
@@ -1007,7 +1020,7 @@ class Connection:
         frame = proto.send_shutdown(grace, reason)
         self.shutdown_deadline = trio.current_time() + grace
         self._set_shutdown_requested()
-        self._enqueue_background(frame)
+        self._post(frame)
 
     # ---------------------------------------------------------------- ending
 
@@ -1088,16 +1101,6 @@ class Connection:
         if not self._released and not self._proto.settled:
             return self._transport.abort_untold()
         return None
-
-    def _fail_waiting_writers(self) -> None:
-        self._outbox.clear()
-        self._outbox_bytes = 0
-        for item in self._queue:
-            item.taken = True
-            item.error = trio.ClosedResourceError("this connection was aborted")
-            if item.done is not None:
-                item.done.set()
-        self._queue.clear()
 
     def _begin_close(self) -> None:
         """No more application sends or receives; messages that arrive from
@@ -1212,17 +1215,14 @@ class Connection:
         if self.role is Role.SERVER and not self._proto.end_received:
             self._request_shutdown(reason, max(0.0, deadline - trio.current_time()))
         self._begin_close()
-        with trio.move_on_at(deadline) as scope:
-            try:
-                if self.role is Role.CLIENT:
-                    await self._client_graceful()
-                else:
-                    await self._server_graceful()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                # The peer broke the connection meanwhile (the termination
-                # records it), or another task aborted it: all that is left
-                # is to release the transport.
-                pass
+        # A broken or aborted connection meanwhile (the peer broke it, and
+        # the termination records it, or another task aborted it) leaves
+        # only the transport to release.
+        with (
+            trio.move_on_at(deadline) as scope,
+            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+        ):
+            await self._exchange_ends()
         if (
             scope.cancelled_caught
             and not self._proto.broken
@@ -1237,21 +1237,18 @@ class Connection:
             return
         await self._release()
 
-    async def _client_graceful(self) -> None:
+    async def _exchange_ends(self) -> None:
+        """The graceful close's exchange: a client's END, then the peer's;
+        a server's END only after the client's (the server never ends
+        first), then the client's EOF, so that the close cannot race a late
+        byte into a reset."""
         proto = self._proto
-        if proto.may_send_end:
+        if self.role is Role.CLIENT and proto.may_send_end:
             await self._write_end()
         while not (proto.end_received or proto.broken or self._reader_done):
             await self._changed.park()
-
-    async def _server_graceful(self) -> None:
-        proto = self._proto
-        while not (proto.end_received or proto.broken or self._reader_done):
-            await self._changed.park()
-        if proto.may_send_end:
+        if self.role is Role.SERVER and proto.may_send_end:
             await self._write_end()
-            # Wait for the client's EOF (normally here already) so that the
-            # close cannot race a late byte into a reset.
             await self._wait_reader_done()
 
     async def end_block(self, exc: BaseException | None) -> None:

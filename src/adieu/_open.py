@@ -106,10 +106,10 @@ async def running(conn: Connection) -> AsyncIterator[Connection]:
             try:
                 await conn.end_block(None)
             finally:
-                # Only if a task is left (a parked outbox flusher, a reader
-                # still reading): a cancel costs Trio a report of who
-                # cancelled, and after a graceful close the reader is
-                # usually done already.
+                # Only if a task is left (a reader still reading, a writer
+                # task of a connection not released): a cancel costs Trio a
+                # report of who cancelled, and after a graceful close both
+                # are usually done already.
                 if nursery.child_tasks:
                     nursery.cancel_scope.cancel()
     finally:

@@ -320,9 +320,10 @@ class TransportStream(trio.abc.HalfCloseableStream):
             max_bytes = _RECEIVE_SIZE
         elif max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
-        await trio.lowlevel.checkpoint_if_cancelled()
         if not self._drained:
             # The last read filled its buffer: more may be waiting already.
+            # (Otherwise the wait below is the cancel point.)
+            await trio.lowlevel.checkpoint_if_cancelled()
             try:
                 data = os.read(_fileno(sock), max_bytes)
             except BlockingIOError:
