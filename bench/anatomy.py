@@ -1,6 +1,7 @@
-"""Where the server's time goes, counted: Trio task steps, Python function
-calls and system calls per message, per accepted connection and per
-graceful close, adieu against raw Trio.
+"""Where the server's time and memory go, counted: Trio task steps, Python
+function calls and system calls per message, per accepted connection and
+per graceful close, and the heap an idle connection holds, adieu against
+raw Trio.
 
 ``bench/run.py`` measures how far a ratio is from its goal; this says what
 the difference is made of. The server runs in this process and its clients
@@ -14,8 +15,8 @@ what to read there. Beside the counts, the server's CPU time per
 operation from a second pass without the profiler: a rough figure that the
 machine's load moves; the ratios of ``bench/run.py`` are the measured ones.
 
-Run it as ``python bench/anatomy.py`` (about ten seconds); ``--smoke`` runs
-every scenario for a moment.
+Run it as ``python bench/anatomy.py`` (about twenty seconds); ``--smoke``
+runs every scenario for a moment.
 """
 
 from __future__ import annotations
@@ -24,15 +25,18 @@ import argparse
 import collections
 import contextlib
 import functools
+import gc
 import select
 import socket
 import sys
 import time
+import tracemalloc
 import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
+import trio.testing
 
 import adieu
 
@@ -66,16 +70,21 @@ def system_call(function: Any) -> str | None:
 
 
 class Counts(trio.abc.Instrument):
-    """Task steps (an instrument) and calls (a profile function) of the
-    thread that installs it, between :meth:`start` and :meth:`stop`."""
+    """Task steps (an instrument), calls (a profile function) and, with
+    ``memory``, the heap allocated and still held (:mod:`tracemalloc`, by
+    the file that allocated it), between :meth:`start` and :meth:`stop`, in
+    the thread that installs it."""
 
-    def __init__(self, *, profile: bool) -> None:
+    def __init__(self, *, profile: bool = False, memory: bool = False) -> None:
         self.profile = profile
+        self.memory = memory
         self.steps = 0
         self.calls = 0
         self.c_calls: collections.Counter[str] = collections.Counter()
+        self.heap: collections.Counter[str] = collections.Counter()
         self.cpu = 0.0
         self._counting = False
+        self._snapshot: tracemalloc.Snapshot | None = None
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         if self._counting:
@@ -91,6 +100,9 @@ class Counts(trio.abc.Instrument):
 
     def start(self) -> None:
         self._counting = True
+        if self.memory:
+            gc.collect()
+            self._snapshot = _snapshot()
         if self.profile:
             sys.setprofile(self._profile)
         self.cpu = -time.thread_time()
@@ -99,7 +111,37 @@ class Counts(trio.abc.Instrument):
         self.cpu += time.thread_time()
         if self.profile:
             sys.setprofile(None)
+        if self._snapshot is not None:
+            gc.collect()
+            grown = _snapshot().compare_to(self._snapshot, "filename")
+            for stat in grown:
+                self.heap[heap_owner(stat.traceback[0].filename)] += stat.size_diff
+            self._snapshot = None
         self._counting = False
+
+
+#: Where heap allocations are counted, by the path of the file that made
+#: them: the first match names the owner.
+HEAP_OWNERS = (
+    ("adieu/", "adieu"),
+    ("trio/_core/_run.py", "Trio's tasks, nurseries and cancel scopes"),
+    ("trio/", "Trio, the rest"),
+    ("anatomy.py", "the handler"),
+)
+
+
+def heap_owner(filename: str) -> str:
+    for part, owner in HEAP_OWNERS:
+        if part in filename:
+            return owner
+    return "Python and other libraries"
+
+
+def _snapshot() -> tracemalloc.Snapshot:
+    """The traced heap, less tracemalloc's own allocations."""
+    return tracemalloc.take_snapshot().filter_traces(
+        (tracemalloc.Filter(False, tracemalloc.__file__),)
+    )
 
 
 async def run_clients(*args: object) -> None:
@@ -209,6 +251,8 @@ async def adieu_close_server(connections: int, accept: Counts, close: Counts) ->
         accept.start()
         nursery.start_soon(run_clients, "close-adieu", server.port, connections)
         await all_started.wait()
+        # Every handler has reached its first wait: the connection is idle.
+        await trio.testing.wait_all_tasks_blocked()
         accept.stop()
         close.start()
         report = await server.shutdown()
@@ -246,6 +290,7 @@ async def raw_close_server(connections: int, accept: Counts, close: Counts) -> N
             accept.start()
             peer.start_soon(run_clients, "close-raw", port, connections)
             await all_started.wait()
+            await trio.testing.wait_all_tasks_blocked()
             accept.stop()
             close.start()
             for stream in list(streams):
@@ -296,9 +341,16 @@ CLIENTS: dict[str, Callable[..., Awaitable[None]]] = {
 Scenario = Callable[..., Awaitable[None]]
 
 
-def measure(scenario: Scenario, parts: int, *, profile: bool) -> list[Counts]:
-    counts = [Counts(profile=profile) for _ in range(parts)]
-    trio.run(scenario, *counts, instruments=counts)
+def measure(
+    scenario: Scenario, parts: int, *, profile: bool = False, memory: bool = False
+) -> list[Counts]:
+    counts = [Counts(profile=profile, memory=memory) for _ in range(parts)]
+    if memory:
+        tracemalloc.start()
+    try:
+        trio.run(scenario, *counts, instruments=counts)
+    finally:
+        tracemalloc.stop()
     return counts
 
 
@@ -359,10 +411,25 @@ def main() -> None:
     for per, adieu_side, raw_side, names in plans:
         for server, scenario in (("adieu", adieu_side), ("Trio", raw_side)):
             counted = measure(scenario, len(names), profile=True)
-            timed = measure(scenario, len(names), profile=False)
+            timed = measure(scenario, len(names))
             for name, counts, plain in zip(names, counted, timed, strict=True):
                 cells = row(name, counts, plain.cpu, per)
                 lines.append("| " + " | ".join([cells[0], server, *cells[1:]]) + " |")
+    owners = [owner for _, owner in HEAP_OWNERS] + ["Python and other libraries"]
+    lines += [
+        "",
+        "Heap held per idle connection (bytes, after a full collection), by the "
+        "code that allocated it:",
+        "",
+        "| server | in all | " + " | ".join(owners) + " |",
+        "|---|---:|" + "---:|" * len(owners),
+    ]
+    _, adieu_side, raw_side, _ = plans[-1]
+    for server, scenario in (("adieu", adieu_side), ("Trio", raw_side)):
+        accept, _ = measure(scenario, 2, memory=True)
+        cells = [f"{accept.heap[owner] / connections:,.0f}" for owner in owners]
+        total = sum(accept.heap.values()) / connections
+        lines.append(f"| {server} | {total:,.0f} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
 
 

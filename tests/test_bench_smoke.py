@@ -190,7 +190,9 @@ ANATOMY = RUN.parent / "anatomy.py"
 def test_anatomy_smoke_counts_every_scenario_for_both_servers() -> None:
     """``bench/anatomy.py --smoke``: a row for each operation and server,
     each with task steps, Python calls and system calls counted (none of
-    them zero: a profile function that stopped counting would show)."""
+    them zero: a profile function that stopped counting would show), then
+    the heap an idle connection holds, for both servers, in all and by
+    owner."""
     done = subprocess.run(
         [sys.executable, str(ANATOMY), "--smoke"],
         capture_output=True,
@@ -199,9 +201,10 @@ def test_anatomy_smoke_counts_every_scenario_for_both_servers() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    counts_table, heap_table = done.stdout.split("\n\n", 1)
     rows = [
         [cell.strip() for cell in line.strip("|").split("|")]
-        for line in done.stdout.splitlines()[2:]
+        for line in counts_table.splitlines()[2:]
     ]
     operations = {row[0] for row in rows}
     assert len(operations) == 5
@@ -213,3 +216,14 @@ def test_anatomy_smoke_counts_every_scenario_for_both_servers() -> None:
         assert steps > 0
         assert calls > 0
         assert system_calls > 0
+    heap_rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in heap_table.splitlines()
+        if line.startswith("| adieu") or line.startswith("| Trio")
+    ]
+    assert [row[0] for row in heap_rows] == ["adieu", "Trio"]
+    for row in heap_rows:
+        total = float(row[1].replace(",", ""))
+        parts = [float(cell.replace(",", "")) for cell in row[2:]]
+        assert total > 0
+        assert sum(parts) == pytest.approx(total, abs=len(parts))
