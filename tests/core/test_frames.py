@@ -211,6 +211,24 @@ def test_a_shutdown_frame_is_encoded_once_per_millisecond_and_reason() -> None:
     assert encode_shutdown(1.0, "other") != first
 
 
+def test_the_encoded_shutdown_frames_kept_are_bounded_at_64() -> None:
+    # The bound is what keeps a server that shuts down with many grace
+    # periods or reasons from growing without limit: the 64 most recently
+    # used frames are kept, the 65th distinct one evicts the oldest.
+    def frame(k: int) -> bytes:
+        return encode_shutdown(1.0, f"kept frames, number {k}")
+
+    first = frame(0)
+    for k in range(1, 64):
+        frame(k)
+    assert frame(0) is first  # 64 distinct frames: all still kept
+    for k in range(64, 128):
+        frame(k)
+    again = frame(0)
+    assert again == first
+    assert again is not first  # pushed out by 64 newer ones, encoded anew
+
+
 # ------------------------------------------------------------------ chunking
 
 #: A server's whole sending life, with every frame type.
