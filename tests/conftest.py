@@ -12,6 +12,7 @@ import faulthandler
 import functools
 import logging
 import os
+import resource
 import ssl
 import sys
 import threading
@@ -55,6 +56,15 @@ settings.register_profile(
 TRIO_TEST_LIMIT = 60.0
 CANCEL_LIMIT = 30.0
 HARD_LIMIT = 360.0
+
+# A test that runs away allocating must fail with MemoryError, not take the
+# machine's memory before the limits above end it: a decoder that loops for
+# ever in one call, adding an item on every pass, grows by about 100 MB a
+# second, and HARD_LIMIT would let it reach tens of gigabytes. So the
+# address space of the test process (and of what it starts) is capped at
+# MEMORY_LIMIT bytes: 8 GiB, far above what the suite needs (its largest
+# process stays under 1 GiB) and below the memory of a small machine.
+MEMORY_LIMIT = 8 << 30
 
 T = TypeVar("T")
 _TRIO_DIR = os.path.dirname(trio.__file__)
@@ -141,6 +151,9 @@ _real_stderr: list[int] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft > MEMORY_LIMIT:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, hard))
     # The stacks must reach the terminal, not the capture of the test that
     # hangs (it is never shown if the process exits).
     capture = config.pluginmanager.getplugin("capturemanager")
